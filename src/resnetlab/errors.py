@@ -1,0 +1,9 @@
+"""The one exception type for problems a user can cause and fix.
+
+The CLI turns a ResnetlabError into a single `error: ...` line and a non-zero exit; anything else
+is a bug and keeps its traceback.
+"""
+
+
+class ResnetlabError(Exception):
+    """A user-fixable problem: the message names what is wrong and how to fix it."""

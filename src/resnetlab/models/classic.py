@@ -1,0 +1,1 @@
+"""The networks the paper measures against (LeNet-5, AlexNet, VGG, GoogLeNet): see issue 5."""
