@@ -1,0 +1,121 @@
+"""`resnetlab train` and `resnetlab eval`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import ResnetlabError
+from ..train.recipe import RECIPES, SCHEDULES, get_recipe
+
+# Recipe fields a flag may override: flag -> (field, type, help)
+_RECIPE_FLAGS = {
+    "--batch-size": ("batch_size", int, "images per step (global, over all processes)"),
+    "--lr": ("lr", float, "peak learning rate"),
+    "--momentum": ("momentum", float, None),
+    "--weight-decay": ("weight_decay", float, None),
+    "--label-smoothing": ("label_smoothing", float, None),
+    "--warmup": ("warmup", float, "fraction of the run with a linear lr ramp (onecycle/cosine)"),
+    "--pad": ("pad", int, "pixels of zero padding before the random crop"),
+    "--crop-size": ("crop_size", int, "training crop / evaluation size (large images)"),
+    "--val-split": ("val_split", int, "training images held out for validation (paper: 5000)"),
+    "--eval-every": ("eval_every", float, "epochs between test-set evaluations"),
+}
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("train", help="train a model with one of the recipes",
+                       description="Train a registered model on a data set. Every run writes one "
+                                   "folder (config.json, metrics.jsonl, checkpoints, model.safetensors).")
+    p.add_argument("--model", help="model name (see `resnetlab models`)")
+    p.add_argument("--data", help="fashion-mnist, mnist, cifar10, cifar100, or a folder/archive of images")
+    p.add_argument("--data-dir", help="where to look for data sets first")
+    p.add_argument("--recipe", default="fast", choices=sorted(RECIPES), help="named recipe (default: fast)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=float, help="run length in epochs")
+    length.add_argument("--iterations", type=int, help="run length in iterations (steps)")
+    for flag, (_, typ, hlp) in _RECIPE_FLAGS.items():
+        p.add_argument(flag, type=typ, help=hlp)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--milestones", type=float, nargs="+", help="step schedule: fractions of the run")
+    p.add_argument("--augment", choices=["none", "flip", "pad-crop", "pad-crop-flip", "scale-crop-flip"])
+    p.add_argument("--normalize", choices=["channel", "pixel-mean", "imagenet", "none"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="default: probe the machine")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"])
+    p.add_argument("--compile", choices=["auto", "on", "off"])
+    p.add_argument("--shortcut", choices=["A", "B", "C"], help="shortcut option (model default otherwise)")
+    p.add_argument("--zero-init-residual", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--out", help="run folder (default: runs/MODEL-DATA)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints "
+                   "(default: every epoch)")
+    p.add_argument("--train-subset", type=int, help="use only the first N training images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run: top-1/top-5 error, per-class accuracy, "
+                                    "confusion matrix")
+    p.add_argument("run_dir", help="a run folder written by `resnetlab train`")
+    p.add_argument("--data", help="data set (default: the one the run was trained on)")
+    p.add_argument("--data-dir")
+    p.add_argument("--split", default="test", choices=["test", "train"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON (top1_error, top5_error as fractions)")
+    p.set_defaults(run=cmd_eval)
+
+
+def cmd_train(args) -> int:
+    from ..train.loop import TrainConfig, train
+
+    if args.resume:
+        summary = train(args.resume, resume=True, progress=not args.no_progress)
+    else:
+        if not args.model or not args.data:
+            raise ResnetlabError("train needs --model and --data (or --resume RUN_DIR)")
+        overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in
+                     _RECIPE_FLAGS.items()}
+        overrides.update(epochs=args.epochs, iterations=args.iterations, nesterov=args.nesterov,
+                         schedule=args.schedule, milestones=args.milestones, augment=args.augment,
+                         normalize=args.normalize, precision=args.precision,
+                         channels_last=args.channels_last, compile=args.compile)
+        recipe = get_recipe(args.recipe, **overrides)
+        options = {"shortcut": args.shortcut} if args.shortcut else {}
+        if args.zero_init_residual:
+            options["zero_init_residual"] = True
+        out = args.out or str(Path("runs") / f"{args.model}-{Path(args.data).name.split('.')[0]}")
+        cfg = TrainConfig(model=args.model, data=args.data, out=out, recipe=recipe, model_options=options,
+                          data_dir=args.data_dir, seed=args.seed, device=args.device,
+                          checkpoint_every=args.checkpoint_every, train_subset=args.train_subset)
+        summary = train(cfg, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"test accuracy {summary['test_accuracy']:.4f} (top-1 error {summary['test_top1_error']:.4f}, "
+              f"top-5 error {summary['test_top5_error']:.4f}) after {summary['epochs']:.1f} epochs "
+              f"in {summary['wall_time_s']:.0f} s")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ..train.evaluate import evaluate_run
+
+    r = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device,
+                     split=args.split)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"{r['model']} on {r['data']} ({r['split']}, {r['n']} images): top-1 error {r['top1_error']:.4f}, "
+          f"top-5 error {r['top5_error']:.4f}, loss {r['loss']:.4f}")
+    width = max(len(c) for c in r["classes"])
+    print("per-class accuracy:")
+    for name, acc in r["per_class_accuracy"].items():
+        print(f"  {name:<{width}}  {acc:.4f}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    for name, row in zip(r["classes"], r["confusion_matrix"], strict=True):
+        print(f"  {name:<{width}}  " + " ".join(f"{v:5d}" for v in row))
+    return 0

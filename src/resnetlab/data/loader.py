@@ -1,0 +1,129 @@
+"""Batch iterators over in-memory uint8 images, reproducible from (seed, epoch, batch).
+
+The epoch's order is one permutation drawn from a generator seeded by (seed, epoch), and each
+batch's augmentation from a generator seeded by (seed, epoch, batch, rank): any batch of any epoch
+can be rebuilt on its own, so a run resumed mid-epoch sees exactly the batches it would have seen.
+With several processes the global batch is cut into equal per-rank slices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ResnetlabError
+from .augment import (
+    PAPER_SCALE,
+    Normalizer,
+    batch_seed,
+    center_crop,
+    random_crop,
+    random_flip,
+    resize_shorter,
+    scale_crop_flip,
+    ten_crop,
+)
+
+AUGMENTS = ("none", "flip", "pad-crop", "pad-crop-flip", "scale-crop-flip")
+EVAL_VIEWS = ("none", "center", "ten-crop")
+
+
+@dataclass(frozen=True)
+class View:
+    """How images become network inputs: the training augmentation or the evaluation view.
+
+    kind: one of AUGMENTS for training; one of EVAL_VIEWS for evaluation.
+    size: output side in pixels (None: the stored size). For "center" and "ten-crop" the shorter
+    side is first resized to size * 256/224 (the usual 256 -> 224 test view) when the images are
+    larger. "ten-crop" returns 10 x N images, crop-major (corners, centre, and their flips).
+    """
+
+    kind: str = "none"
+    pad: int = 4
+    size: int | None = None
+    scale: tuple[float, float] = PAPER_SCALE
+    pca_lighting: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in AUGMENTS + EVAL_VIEWS:
+            raise ResnetlabError(f"unknown augmentation {self.kind!r}; choose from {', '.join(AUGMENTS)}")
+
+
+# AlexNet-style colour augmentation (the paper cites it for ImageNet): PCA of ImageNet RGB pixels.
+_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
+_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
+
+
+def apply_view(x: torch.Tensor, view: View, gen: torch.Generator | None, normalizer: Normalizer,
+               channels_last: bool) -> torch.Tensor:
+    """uint8 batch (on its device) -> normalised float network input."""
+    h, w = x.shape[-2:]
+    size = view.size or min(h, w)
+    if view.kind in ("pad-crop", "pad-crop-flip"):
+        x = random_crop(x, (size, size) if view.size else (h, w), view.pad, gen)
+    if view.kind in ("flip", "pad-crop-flip"):
+        x = random_flip(x, gen)
+    x = normalizer(x)
+    if view.kind == "scale-crop-flip":
+        x = scale_crop_flip(x, size, gen, view.scale)
+        if view.pca_lighting and x.shape[1] == 3:
+            alpha = torch.randn(x.shape[0], 3, generator=gen) * view.pca_lighting
+            rgb = (alpha * _EIGVAL) @ _EIGVEC.T              # N x 3 offset per image
+            x = x + (rgb / normalizer.std.flatten()[:3].cpu()).to(x)[:, :, None, None]
+    elif view.kind in ("center", "ten-crop"):
+        if min(h, w) > size:
+            x = resize_shorter(x, round(size * 256 / 224))
+        x = center_crop(x, size) if view.kind == "center" else ten_crop(x, size).flatten(0, 1)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+class BatchLoader:
+    """Batches of an in-memory ImageSet.
+
+    train=True: shuffled, augmented, incomplete last batch dropped (every step has the same batch
+    size, as the paper's iteration counts assume). train=False: in order, every image once.
+    `batch_size` is the global batch; with world_size > 1 each rank gets batch_size / world_size.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
+                 view: View, normalizer: Normalizer, device: torch.device | str = "cpu",
+                 channels_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise ResnetlabError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        if train and len(labels) < batch_size:
+            raise ResnetlabError(f"the training set has {len(labels)} images, fewer than one batch of "
+                                 f"{batch_size}; lower --batch-size")
+        self.images, self.labels = images, labels
+        self.batch_size, self.train, self.view = batch_size, train, view
+        self.normalizer = normalizer.to(device)
+        self.device = torch.device(device)
+        self.channels_last, self.seed = channels_last, seed
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if not self.train:
+            return torch.arange(len(self.labels))
+        gen = torch.Generator().manual_seed(batch_seed(self.seed, epoch, -1))
+        return torch.randperm(len(self.labels), generator=gen)
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (inputs, labels) on the device for batches start, start+1, ... of `epoch`."""
+        order = self.order(epoch)
+        local = self.batch_size // self.world_size
+        non_blocking = self.device.type == "cuda"
+        for b in range(start, len(self)):
+            if self.train:
+                lo = b * self.batch_size + self.rank * local
+                idx, gen = order[lo:lo + local], torch.Generator().manual_seed(
+                    batch_seed(self.seed, epoch, b, self.rank))
+            else:
+                idx, gen = order[b * self.batch_size:(b + 1) * self.batch_size], None
+            x = self.images[idx].to(self.device, non_blocking=non_blocking)
+            y = self.labels[idx].to(self.device, non_blocking=non_blocking)
+            yield apply_view(x, self.view, gen, self.normalizer, self.channels_last), y

@@ -1,0 +1,102 @@
+"""Evaluation: of a model on a loader, and of a finished run folder on a data set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data.augment import Normalizer
+from ..data.loader import BatchLoader, View
+from ..data.sources import load_dataset
+from ..errors import ResnetlabError
+from ..models import create_model
+from .checkpoint import latest_checkpoint, load_weights_into, read_weights
+from .engine import resolve_device
+from .metrics import EvalResult, confusion_matrix, topk_correct
+
+
+def load_run_config(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ResnetlabError(f"{run_dir} is not a run folder (no config.json); give the --out folder of "
+                             "a `resnetlab train` run")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ResnetlabError(f"{path} is corrupt ({e}); the run cannot be resumed from it") from None
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int) -> EvalResult:
+    """Top-1/top-5 error, loss and confusion matrix over the whole loader, in fp32.
+
+    A "ten-crop" view yields 10 crops per image (crop-major); their softmax scores are averaged.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum, hits, n = 0.0, [0, 0], 0
+    preds, labels = [], []
+    for x, y in loader.epoch():
+        logits = model(x).float()
+        if logits.shape[0] != y.shape[0]:   # ten-crop: average the probabilities of the crops
+            probs = logits.softmax(1).view(-1, y.shape[0], logits.shape[1]).mean(0)
+            logits = probs.clamp_min(1e-12).log()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        for i, c in enumerate(topk_correct(logits, y, (1, 5))):
+            hits[i] += c
+        n += y.shape[0]
+        preds.append(logits.argmax(1).cpu())
+        labels.append(y.cpu())
+    model.train(was_training)
+    conf = confusion_matrix(torch.cat(preds), torch.cat(labels), num_classes)
+    return EvalResult(n, loss_sum / n, 1 - hits[0] / n, 1 - hits[1] / n, conf)
+
+
+def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict, Normalizer]:
+    """The model of a finished (or checkpointed) run, its config.json, and its normalisation."""
+    run_dir = Path(run_dir)
+    saved = load_run_config(run_dir)
+    cfg = saved["config"]
+    model = create_model(cfg["model"], num_classes=saved["num_classes"], in_channels=saved["input_size"][0],
+                         **cfg.get("model_options", {}))
+    weights = run_dir / "model.safetensors"
+    if weights.exists():
+        tensors, source = read_weights(weights), str(weights)
+    elif ckpt := latest_checkpoint(run_dir):
+        tensors, source = ckpt.model_tensors(), str(ckpt.path)
+    else:
+        raise ResnetlabError(f"{run_dir} has no weights yet (no model.safetensors, no checkpoint)")
+    load_weights_into(model, tensors, source)
+    pre = read_weights(run_dir / "preprocess.safetensors")
+    normalizer = Normalizer(pre["mean"], pre["std"])
+    return model.to(device).eval(), saved, normalizer
+
+
+def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | None = None,
+                 device: str = "auto", split: str = "test", batch_size: int = 512) -> dict:
+    """Top-1/top-5 error, per-class accuracy and confusion matrix of a run on a data set
+    (default: the data set it was trained on), in fp32, with the run's own preprocessing."""
+    dev = resolve_device(device)
+    model, saved, normalizer = load_trained(run_dir, dev)
+    cfg = saved["config"]
+    spec = data or cfg["data"]
+    splits = load_dataset(spec, data_dir=data_dir or cfg.get("data_dir"))
+    images = getattr(splits, split, None)
+    if images is None:
+        raise ResnetlabError(f"data set {spec!r} has no {split!r} split")
+    channels = images.images.shape[1]
+    if channels != saved["input_size"][0] or len(splits.classes) != saved["num_classes"]:
+        raise ResnetlabError(
+            f"{spec} ({images.images.shape[1]} channel(s), {len(splits.classes)} classes) does not match "
+            f"the run ({saved['input_size'][0]} channel(s), {saved['num_classes']} classes); "
+            "evaluate it on the data set it was trained on")
+    recipe = cfg["recipe"]
+    view = View(recipe.get("eval_view", "none"), size=recipe.get("crop_size"))
+    loader = BatchLoader(images.images, images.labels, batch_size, train=False, view=view,
+                         normalizer=normalizer, device=dev, channels_last=True)
+    result = evaluate(model.to(memory_format=torch.channels_last), loader, saved["num_classes"])
+    return {"run": str(run_dir), "data": spec, "split": split, "model": cfg["model"],
+            **result.to_dict(saved["classes"])}

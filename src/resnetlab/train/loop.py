@@ -1,0 +1,296 @@
+"""The training loop: read it top to bottom.
+
+    cfg = TrainConfig(model="resnet20", data="fashion-mnist", out="runs/r20", recipe=get_recipe("fast"))
+    result = train(cfg)
+
+One run = one folder: config.json (everything needed to rebuild the run, the engine choice
+included), preprocess.safetensors (normalisation), metrics.jsonl, checkpoints/, and at the end
+model.safetensors + summary.json. `train(cfg_or_dir, resume=True)` continues from the newest
+complete checkpoint; on CPU the result is bit-identical to an uninterrupted run, because data
+order and augmentation are functions of (seed, epoch, batch) and every piece of state that
+changes during training (weights, optimiser buffers, RNG, schedule state, metric windows) is in
+the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .. import __version__
+from ..data.augment import Normalizer
+from ..data.loader import BatchLoader, View
+from ..data.sources import DataSplits, ImageSet, load_dataset
+from ..errors import ResnetlabError
+from ..models import create_model, get_entry
+from .checkpoint import (
+    latest_checkpoint,
+    load_weights_into,
+    optimizer_from_tensors,
+    restore_rng,
+    save_checkpoint,
+    save_weights,
+    write_json,
+)
+from .engine import Engine, choose_engine, machine_id, resolve_device
+from .evaluate import evaluate, load_run_config
+from .metrics import MetricsLog
+from .recipe import Recipe, Schedule, recipe_from_dict
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    data: str
+    out: str
+    recipe: Recipe
+    model_options: dict = field(default_factory=dict)
+    data_dir: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 0      # steps between checkpoints; 0: at the end of every epoch only
+    log_every: int = 0             # steps between train records; 0: about 10 per epoch
+    train_subset: int | None = None  # first N training images only (quick studies)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["recipe"] = self.recipe.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["recipe"] = recipe_from_dict(d["recipe"])
+        return cls(**kw)
+
+
+class Diverged(ResnetlabError):
+    """The loss became NaN or infinite."""
+
+
+def split_validation(train: ImageSet, n_val: int, seed: int) -> tuple[ImageSet, ImageSet | None]:
+    """Hold out `n_val` training images (a fixed random subset) for validation, e.g. the
+    paper's 45k/5k split of CIFAR-10."""
+    if not n_val:
+        return train, None
+    if n_val >= len(train):
+        raise ResnetlabError(f"--val-split {n_val} leaves no training images (the set has {len(train)})")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 7919))
+    return train.subset(perm[n_val:].sort().values), train.subset(perm[:n_val].sort().values)
+
+
+def model_depth(name: str) -> int:
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def _log(msg: str) -> None:
+    tqdm.write(msg, file=sys.stderr)
+
+
+def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits | None = None,
+          progress: bool = True) -> dict:
+    """Train per `cfg` (or resume the run folder `cfg`); returns the summary dict."""
+    t_start = time.time()
+    # ---- the run folder: a new run, or the saved config of the run to resume -------------------
+    if resume:
+        out = Path(cfg.out if isinstance(cfg, TrainConfig) else cfg)
+        saved = load_run_config(out)
+        cfg = TrainConfig.from_dict(saved["config"])
+        cfg.out = str(out)
+    else:
+        out = Path(cfg.out)
+        if latest_checkpoint(out) or (out / "model.safetensors").exists():
+            raise ResnetlabError(f"{out} already holds a run; continue it with --resume {out} or "
+                                 "choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = cfg.recipe
+
+    # ---- data ------------------------------------------------------------------------------------
+    data = data or load_dataset(cfg.data, data_dir=cfg.data_dir)
+    train_set, val_set = split_validation(data.train, recipe.val_split, cfg.seed)
+    if cfg.train_subset:
+        train_set = train_set.subset(slice(0, cfg.train_subset))
+    classes, num_classes = data.classes, len(data.classes)
+    c, h, w = train_set.images.shape[1:]
+    size = recipe.crop_size or min(h, w)
+    input_size = (c, size, size) if recipe.crop_size else (c, h, w)
+
+    # ---- model, engine, optimiser, schedule ---------------------------------------------------------
+    device = resolve_device(cfg.device)
+
+    def build():
+        return create_model(cfg.model, num_classes=num_classes, in_channels=c, **cfg.model_options)
+
+    get_entry(cfg.model)  # fail early on a bad name
+    torch.manual_seed(cfg.seed)
+    model = build()
+    normalizer = Normalizer.fit(train_set.images, recipe.normalize)
+    steps_per_epoch = len(train_set) // recipe.batch_size
+    if steps_per_epoch == 0:
+        raise ResnetlabError(f"{len(train_set)} training images make no batch of {recipe.batch_size}; "
+                             "lower --batch-size")
+    total_steps = recipe.total_steps(steps_per_epoch)
+    if resume:
+        engine = Engine.from_dict({**saved["engine"], "chosen_by": "resume"})
+    else:
+        engine = choose_engine(build, cfg.model, input_size, recipe.batch_size, num_classes, device,
+                               recipe.precision, recipe.channels_last, recipe.compile,
+                               expected_steps=total_steps, log=_log)
+    if engine.device != str(device) and not resume:
+        engine.device = str(device)
+    device = torch.device(engine.device)
+    model.to(device, memory_format=engine.memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    warm = bool(recipe.warmup_lr) and model_depth(cfg.model) >= recipe.warmup_min_depth
+    schedule = Schedule(recipe, total_steps, state={"warm": warm})
+    log = MetricsLog(out / "metrics.jsonl")
+    window = {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "seconds": 0.0}
+    step = 0
+
+    if resume:
+        if ckpt := latest_checkpoint(out):
+            load_weights_into(model, ckpt.model_tensors(), str(ckpt.path))
+            opt_t = ckpt.optim_tensors()
+            optimizer_from_tensors(optimizer, opt_t, ckpt.state["optimizer"])
+            restore_rng(opt_t)
+            schedule.state = ckpt.state["schedule"]
+            window = ckpt.state["window"]
+            step = ckpt.step
+        log.truncate_after(step)
+        _log(f"resuming {out} at step {step}/{total_steps} ({engine.label()})")
+    else:
+        log.path.unlink(missing_ok=True)
+        save_weights(out / "preprocess.safetensors", normalizer)
+        write_json(out / "config.json", {
+            "config": cfg.to_dict(), "engine": engine.to_dict(), "classes": classes,
+            "input_size": list(input_size), "stored_size": [c, h, w], "num_classes": num_classes,
+            "data_source": data.source, "train_images": len(train_set),
+            "val_images": len(val_set) if val_set else 0, "test_images": len(data.test),
+            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "machine": machine_id(device), "torch": torch.__version__, "resnetlab": __version__,
+        })
+        _log(f"training {cfg.model} on {cfg.data} ({len(train_set)} images, {num_classes} classes) "
+             f"for {total_steps} steps with {recipe.name}; engine: {engine.label()} "
+             f"[{engine.chosen_by}: {engine.probe}]")
+
+    # ---- loaders ---------------------------------------------------------------------------------
+    train_view = View(recipe.augment, recipe.pad, recipe.crop_size, pca_lighting=recipe.pca_lighting)
+    eval_view = View(recipe.eval_view, size=recipe.crop_size)
+    common = dict(normalizer=normalizer, device=device, channels_last=engine.channels_last)
+    train_loader = BatchLoader(train_set.images, train_set.labels, recipe.batch_size, train=True,
+                               view=train_view, seed=cfg.seed, **common)
+    eval_loaders = {"test": BatchLoader(data.test.images, data.test.labels, recipe.eval_batch_size,
+                                        train=False, view=eval_view, **common)}
+    if val_set is not None:
+        eval_loaders["val"] = BatchLoader(val_set.images, val_set.labels, recipe.eval_batch_size,
+                                          train=False, view=eval_view, **common)
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    forward = torch.compile(model) if engine.compile else model
+    log_every = cfg.log_every or max(1, steps_per_epoch // 10)
+    eval_every = max(1, round(recipe.eval_every * steps_per_epoch))
+    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not progress, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    last_eval: dict = {}
+    model.train()
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        t_batch = time.perf_counter()
+        for x, y in train_loader.epoch(epoch, start=step % steps_per_epoch):
+            lr = schedule.lr(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with engine.autocast():
+                logits = forward(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_value = loss.item()   # one sync per step: also the NaN guard
+            if not math.isfinite(loss_value):
+                bar.close()
+                raise _diverged(out, step, epoch, lr, loss_value)
+            correct = int((logits.argmax(1) == y).sum())
+            step += 1
+            window["loss"] += loss_value * y.shape[0]
+            window["correct"] += correct
+            window["seen"] += y.shape[0]
+            window["steps"] += 1
+            now = time.perf_counter()
+            window["seconds"] += now - t_batch
+            if schedule.state.get("warm"):
+                schedule.after_train_error(1 - correct / y.shape[0])
+            bar.update(1)
+
+            if step % log_every == 0 or step == total_steps:
+                rec = {"kind": "train", "step": step, "epoch": step / steps_per_epoch, "lr": lr,
+                       "train_loss": window["loss"] / window["seen"],
+                       "train_error": 1 - window["correct"] / window["seen"],
+                       "images_per_s": window["seen"] / max(window["seconds"], 1e-9),
+                       "time": time.time() - t_start}
+                log.write(rec)
+                bar.set_postfix(loss=f"{rec['train_loss']:.3f}", err=f"{rec['train_error']:.3f}",
+                                ips=f"{rec['images_per_s']:.0f}", **last_eval)
+                window = {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "seconds": 0.0}
+            if step % eval_every == 0 or step == total_steps:
+                rec = {"kind": "eval", "step": step, "epoch": step / steps_per_epoch, "lr": lr}
+                for split, loader in eval_loaders.items():
+                    r = evaluate(model, loader, num_classes)
+                    rec.update({f"{split}_loss": r.loss, f"{split}_top1_error": r.top1_error,
+                                f"{split}_top5_error": r.top5_error})
+                rec["time"] = time.time() - t_start
+                log.write(rec)
+                schedule.after_eval(rec.get("val_top1_error", rec["test_top1_error"]))
+                last_eval = {"test_err": f"{rec['test_top1_error']:.4f}"}
+                bar.set_postfix(**last_eval)
+            if (step % steps_per_epoch == 0 or step == total_steps
+                    or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+                save_checkpoint(out, step, model, optimizer,
+                                {"epoch": step / steps_per_epoch, "schedule": schedule.state,
+                                 "window": window})
+            t_batch = time.perf_counter()
+            if step >= total_steps:
+                break
+    bar.close()
+
+    # ---- the end: final weights and a summary -------------------------------------------------------
+    save_weights(out / "model.safetensors", model, {"model": cfg.model, "step": step})
+    records = log.read()
+    evals = [r for r in records if r["kind"] == "eval"]
+    trains = [r for r in records if r["kind"] == "train"]
+    final = evals[-1]
+    summary = {
+        "model": cfg.model, "data": cfg.data, "recipe": recipe.name, "steps": step,
+        "epochs": step / steps_per_epoch, "engine": engine.label(),
+        "test_top1_error": final["test_top1_error"], "test_top5_error": final["test_top5_error"],
+        "test_accuracy": 1 - final["test_top1_error"],
+        "best_test_top1_error": min(r["test_top1_error"] for r in evals),
+        "final_train_error": trains[-1]["train_error"] if trains else None,
+        "images_per_s": (sum(r["images_per_s"] for r in trains) / len(trains)) if trains else None,
+        "wall_time_s": final["time"],
+    }
+    if "val_top1_error" in final:
+        summary["val_top1_error"] = final["val_top1_error"]
+    write_json(out / "summary.json", summary)
+    _log(f"done: test error {summary['test_top1_error']:.4f} (top-5 {summary['test_top5_error']:.4f}) "
+         f"after {step} steps; weights in {out / 'model.safetensors'}")
+    return summary
+
+
+def _diverged(out: Path, step: int, epoch: int, lr: float, value: float) -> Diverged:
+    ckpt = latest_checkpoint(out)
+    kept = (f"the last good checkpoint ({ckpt.path}, step {ckpt.step}) is kept" if ckpt
+            else "no checkpoint had been written yet")
+    return Diverged(f"training diverged: loss became {value} at step {step + 1} (epoch {epoch}, lr {lr:g}); "
+                    f"{kept}. Lower --lr, add warm-up, or use --precision fp32.")

@@ -1,0 +1,182 @@
+"""Training recipes: small dataclasses with names. Any field can be overridden (CLI flags too).
+
+Schedule milestones are fractions of the run, so the paper's "lr/10 at 32k and 48k of 64k
+iterations" is milestones=(0.5, 0.75) with iterations=64000 and scales with any other length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from ..errors import ResnetlabError
+
+SCHEDULES = ("step", "onecycle", "cosine", "constant", "plateau")
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    # optimiser (SGD with momentum; weight decay on every parameter, as in the paper)
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    # learning-rate schedule
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)   # "step": fractions of the run where lr *= gamma
+    gamma: float = 0.1
+    warmup: float = 0.0            # "onecycle"/"cosine": fraction of the run with a linear ramp up
+    final_lr: float = 0.0          # "onecycle"/"cosine": lr at the end, as a fraction of lr
+    patience: int = 5              # "plateau": evaluations without improvement before lr *= gamma
+    # the paper's warm-up for very deep nets: lr = warmup_lr until training error < warmup_until_error
+    warmup_lr: float | None = None
+    warmup_until_error: float = 0.8
+    warmup_min_depth: int = 110
+    # length: iterations, or epochs when iterations is None
+    iterations: int | None = None
+    epochs: float | None = 10
+    # data
+    augment: str = "pad-crop-flip"
+    pad: int = 4
+    crop_size: int | None = None   # None: the stored image size
+    pca_lighting: float = 0.0
+    normalize: str = "channel"     # channel | pixel-mean | imagenet | none
+    val_split: int = 0             # training images held out for validation (paper: 5000)
+    eval_every: float = 1.0        # epochs between evaluations
+    eval_view: str = "none"        # none | center (resize 256/224 + centre crop) | ten-crop
+    eval_batch_size: int = 512
+    # engine: "auto" probes the machine; flags override
+    precision: str = "auto"        # auto | fp32 | bf16 | fp16
+    channels_last: str = "auto"    # auto | on | off
+    compile: str = "auto"          # auto | on | off
+    notes: str = ""
+
+    def validate(self) -> Recipe:
+        if self.schedule not in SCHEDULES:
+            raise ResnetlabError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if (self.iterations is None) == (self.epochs is None):
+            raise ResnetlabError("give the run length as iterations or epochs, exactly one of them")
+        if (self.iterations is not None and self.iterations <= 0) or (self.epochs is not None
+                                                                      and self.epochs <= 0):
+            raise ResnetlabError("the run length must be positive")
+        for name in ("lr", "batch_size"):
+            if getattr(self, name) <= 0:
+                flag = name.replace("_", "-")
+                raise ResnetlabError(f"--{flag} must be positive, got {getattr(self, name)}")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ResnetlabError(f"milestones are fractions of the run in (0, 1), got {self.milestones}")
+        for key, allowed in (("precision", ("auto", "fp32", "bf16", "fp16")),
+                             ("channels_last", ("auto", "on", "off")), ("compile", ("auto", "on", "off")),
+                             ("normalize", ("channel", "pixel-mean", "imagenet", "none")),
+                             ("eval_view", ("none", "center", "ten-crop"))):
+            if getattr(self, key) not in allowed:
+                raise ResnetlabError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                                     f"got {getattr(self, key)!r}")
+        return self
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        if self.iterations is not None:
+            return self.iterations
+        return max(1, round(self.epochs * steps_per_epoch))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    # Section 4.2, exactly: batch 128, lr 0.1, momentum 0.9, wd 1e-4, lr/10 at 32k and 48k, stop at
+    # 64k iterations; per-pixel mean; pad 4 + random 32x32 crop + flip; test on the original image.
+    # For 110+ layers lr 0.01 until training error < 80%, then 0.1.
+    "paper-cifar": Recipe(
+        name="paper-cifar", batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
+        milestones=(0.5, 0.75), gamma=0.1, iterations=64000, epochs=None, warmup_lr=0.01,
+        augment="pad-crop-flip", pad=4, normalize="pixel-mean",
+        notes="He et al. 2015, Section 4.2 (CIFAR-10)"),
+    # Section 3.4: batch 256, lr 0.1 / 10 when the error plateaus, up to 600k iterations, wd 1e-4,
+    # momentum 0.9; scale augmentation [256, 480] + 224 crop + flip, colour augmentation.
+    "paper-imagenet": Recipe(
+        name="paper-imagenet", batch_size=256, lr=0.1, momentum=0.9, weight_decay=1e-4,
+        schedule="plateau", patience=5, gamma=0.1, iterations=600000, epochs=None,
+        augment="scale-crop-flip", crop_size=224, pca_lighting=0.1, normalize="channel",
+        eval_view="center", eval_batch_size=128,
+        notes="He et al. 2015, Section 3.4 (ImageNet); per-channel instead of per-pixel mean, "
+              "since random crops at random scales make the two the same in expectation"),
+    # Best time-to-accuracy found for small images on a CPU (see docs/RESULTS.md).
+    "fast": Recipe(
+        name="fast", batch_size=256, lr=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        label_smoothing=0.1, schedule="onecycle", warmup=0.15, final_lr=0.0, epochs=10,
+        iterations=None, augment="pad-crop-flip", pad=2, normalize="channel",
+        notes="one-cycle SGD with label smoothing; tuned on Fashion-MNIST / ResNet-20"),
+}
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    """A copy of the named recipe with fields overridden; `epochs=` clears `iterations` and back."""
+    if name not in RECIPES:
+        raise ResnetlabError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in overrides and "iterations" not in overrides:
+        overrides["iterations"] = None
+    if "iterations" in overrides and "epochs" not in overrides:
+        overrides["epochs"] = None
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Recipe)}
+    if unknown:
+        raise ResnetlabError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
+    if "milestones" in overrides:
+        overrides["milestones"] = tuple(overrides["milestones"])
+    return dataclasses.replace(RECIPES[name], **overrides).validate()
+
+
+def recipe_from_dict(d: dict) -> Recipe:
+    d = dict(d)
+    d["milestones"] = tuple(d.get("milestones", ()))
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    return Recipe(**{k: v for k, v in d.items() if k in known}).validate()
+
+
+@dataclass
+class Schedule:
+    """The learning rate at each step: a pure function of (step, state), so resume is exact."""
+
+    recipe: Recipe
+    total_steps: int
+    state: dict = field(default_factory=dict)   # "warm" (paper warm-up active), "scale" (plateau)
+
+    def lr(self, step: int) -> float:
+        r, t = self.recipe, step / self.total_steps
+        if self.state.get("warm"):
+            return r.warmup_lr
+        if r.schedule == "step":
+            return r.lr * r.gamma ** sum(step >= round(m * self.total_steps) for m in r.milestones)
+        if r.schedule == "constant":
+            return r.lr
+        if r.schedule == "plateau":
+            return r.lr * self.state.get("scale", 1.0)
+        if r.warmup and t < r.warmup:
+            return r.lr * (step + 1) / (r.warmup * self.total_steps)
+        frac = (t - r.warmup) / max(1e-12, 1 - r.warmup)
+        end = r.final_lr * r.lr
+        if r.schedule == "onecycle":     # linear up, then linear down to final_lr
+            return end + (r.lr - end) * (1 - frac)
+        return end + (r.lr - end) * 0.5 * (1 + math.cos(math.pi * frac))   # cosine
+
+    def after_train_error(self, error: float) -> None:
+        """The paper's warm-up ends once the training error falls below warmup_until_error."""
+        if self.state.get("warm") and error < self.recipe.warmup_until_error:
+            self.state["warm"] = False
+
+    def after_eval(self, error: float) -> None:
+        """"plateau": divide by 1/gamma after `patience` evaluations without a new best."""
+        if self.recipe.schedule != "plateau":
+            return
+        best = self.state.get("best", float("inf"))
+        if error < best - 1e-4:
+            self.state.update(best=error, waited=0)
+        else:
+            self.state["waited"] = self.state.get("waited", 0) + 1
+            if self.state["waited"] >= self.recipe.patience:
+                self.state.update(scale=self.state.get("scale", 1.0) * self.recipe.gamma, waited=0)

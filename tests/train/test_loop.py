@@ -1,0 +1,141 @@
+import json
+import math
+
+import pytest
+import torch
+from fakedata import write_fashion_like
+from safetensors.torch import load_file
+
+from resnetlab import ResnetlabError, register_model
+from resnetlab.train.checkpoint import list_checkpoints
+from resnetlab.train.loop import Diverged, TrainConfig, train
+from resnetlab.train.recipe import get_recipe
+
+# Fixed engine flags: no timing probe in tests (it is exercised in test_engine.py).
+FIXED = dict(precision="fp32", channels_last="off", compile="off")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    write_fashion_like(tmp_path / "data", n_train=256, n_test=64, size=12)
+    return str(tmp_path / "data")
+
+
+def config(out, data_dir, model="resnet8", recipe="fast", **overrides):
+    overrides = {**FIXED, **overrides}
+    return TrainConfig(model=model, data="fashion-mnist", data_dir=data_dir, out=str(out),
+                       recipe=get_recipe(recipe, **overrides))
+
+
+def test_training_writes_a_complete_run_folder_and_learns(tmp_path, data_dir):
+    out = tmp_path / "run"
+    summary = train(config(out, data_dir, epochs=6, batch_size=32, lr=0.2), progress=False)
+    for name in ("config.json", "metrics.jsonl", "model.safetensors", "preprocess.safetensors",
+                 "summary.json"):
+        assert (out / name).is_file(), name
+    assert summary["test_top1_error"] < 0.2   # the synthetic classes are easy
+    assert summary["steps"] == 6 * (256 // 32)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["engine"]["precision"] == "fp32" and cfg["engine"]["chosen_by"] == "flags"
+    assert cfg["classes"][:2] == ["T-shirt/top", "Trouser"] and cfg["input_size"] == [1, 12, 12]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_rec = [r for r in records if r["kind"] == "train"]
+    eval_rec = [r for r in records if r["kind"] == "eval"]
+    assert {"step", "epoch", "lr", "train_loss", "train_error", "images_per_s", "time"} <= set(train_rec[0])
+    assert {"test_top1_error", "test_top5_error", "test_loss"} <= set(eval_rec[0])
+    assert len(eval_rec) == 6    # one evaluation per epoch
+    assert len(list_checkpoints(out)) == 2    # only the newest two are kept
+    weights = load_file(str(out / "model.safetensors"))
+    assert "layer1.0.conv1.weight" in weights and "fc.weight" in weights
+
+
+def test_paper_cifar_short_run_follows_the_schedule(tmp_path, data_dir):
+    out = tmp_path / "paper"
+    cfg = config(out, data_dir, recipe="paper-cifar", iterations=16)
+    cfg.log_every = 1
+    train(cfg, progress=False)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["recipe"]["batch_size"] == 128
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+           if r["kind"] == "train"}
+    assert [lrs[s] for s in (1, 8, 9, 12, 13, 16)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_validation_split_is_held_out(tmp_path, data_dir):
+    out = tmp_path / "val"
+    summary = train(config(out, data_dir, epochs=1, batch_size=32, val_split=64), progress=False)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train_images"] == 192 and saved["val_images"] == 64
+    assert "val_top1_error" in summary
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, data_dir):
+    out = tmp_path / "run"
+    train(config(out, data_dir, epochs=1, batch_size=64), progress=False)
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(ResnetlabError, match="already holds a run"):
+        train(config(out, data_dir, epochs=1, batch_size=64), progress=False)
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+class _NaNAfter(torch.nn.Module):
+    """A net whose output turns NaN after `after` training forward passes."""
+
+    def __init__(self, num_classes=4, in_channels=1, after=10):
+        super().__init__()
+        self.fc = torch.nn.Linear(in_channels * 144, num_classes)
+        self.calls, self.after = 0, after
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+        out = self.fc(x.flatten(1))
+        return out * math.nan if self.calls > self.after else out
+
+
+register_model(_NaNAfter, name="test_nan_after_10", family="classic", default_classes=4)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+    out = tmp_path / "nan"
+    cfg = config(out, data_dir, model="test_nan_after_10", epochs=3, batch_size=32)
+    with pytest.raises(Diverged, match=r"loss became nan at step 11 .*lr .*checkpoint .*step 8") as e:
+        train(cfg, progress=False)
+    assert "--lr" in str(e.value)
+    assert [c.step for c in list_checkpoints(out)] == [8]   # epoch 1 ended at step 8
+    assert not (out / "model.safetensors").exists()
+
+
+def test_interrupted_run_resumes_to_identical_weights_in_process(tmp_path, data_dir, monkeypatch):
+    full = tmp_path / "full"
+    train(config(full, data_dir, epochs=3, batch_size=32), progress=False)
+
+    import resnetlab.train.loop as loop
+    part = tmp_path / "part"
+    real_save, calls = loop.save_checkpoint, []
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:            # stop mid-epoch, right after a checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
+    cfg = config(part, data_dir, epochs=3, batch_size=32)
+    cfg.checkpoint_every = 3
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    train(str(part), resume=True, progress=False)
+
+    a, b = load_file(str(full / "model.safetensors")), load_file(str(part / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    rb = [json.loads(x) for x in (part / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "images_per_s")} for r in rs]  # noqa: E731
+    assert strip(ra) == strip(rb)
+
+
+def test_resume_of_a_folder_without_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(ResnetlabError, match="not a run folder"):
+        train(str(tmp_path), resume=True, progress=False)

@@ -1,0 +1,70 @@
+import pytest
+
+from resnetlab import ResnetlabError
+from resnetlab.train.recipe import RECIPES, Schedule, get_recipe, recipe_from_dict
+
+
+def test_paper_cifar_is_the_paper():
+    r = RECIPES["paper-cifar"]
+    assert (r.batch_size, r.lr, r.momentum, r.weight_decay) == (128, 0.1, 0.9, 1e-4)
+    assert r.iterations == 64000 and r.augment == "pad-crop-flip" and r.pad == 4
+    assert r.normalize == "pixel-mean" and r.warmup_lr == 0.01 and r.warmup_min_depth == 110
+    s = Schedule(r, r.total_steps(390))
+    assert [s.lr(i) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_step_milestones_scale_with_a_short_run():
+    r = get_recipe("paper-cifar", iterations=64)
+    s = Schedule(r, r.total_steps(10))
+    lrs = [s.lr(i) for i in range(64)]
+    changes = [i for i in range(1, 64) if lrs[i] != lrs[i - 1]]
+    assert changes == [32, 48]
+
+
+def test_epochs_override_clears_iterations_and_back():
+    r = get_recipe("paper-cifar", epochs=2)
+    assert r.iterations is None and r.total_steps(390) == 780
+    r = get_recipe("fast", iterations=100)
+    assert r.epochs is None and r.total_steps(7) == 100
+
+
+def test_paper_warmup_until_training_error_falls_below_80_percent():
+    r = RECIPES["paper-cifar"]
+    s = Schedule(r, 64000, state={"warm": True})
+    assert s.lr(0) == 0.01
+    s.after_train_error(0.85)
+    assert s.lr(10) == 0.01
+    s.after_train_error(0.79)
+    assert s.lr(11) == 0.1
+
+
+def test_onecycle_rises_then_falls_to_final_lr():
+    r = get_recipe("fast", iterations=100, warmup=0.2)
+    s = Schedule(r, 100)
+    lrs = [s.lr(i) for i in range(100)]
+    assert max(lrs) == pytest.approx(r.lr, rel=1e-6)
+    assert lrs.index(max(lrs)) in (19, 20) and lrs[-1] < 0.02 * r.lr
+    assert all(a <= b for a, b in zip(lrs[:19], lrs[1:20], strict=True))
+
+
+def test_plateau_divides_after_patience_evaluations():
+    r = get_recipe("paper-imagenet", patience=2)
+    s = Schedule(r, 1000)
+    for err in (0.5, 0.4, 0.41, 0.42):
+        s.after_eval(err)
+    assert s.lr(0) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("bad", [dict(lr=-1), dict(batch_size=0), dict(schedule="linearish"),
+                                 dict(milestones=[0.5, 1.5]), dict(precision="int8"), dict(epochs=0)])
+def test_bad_values_are_clear_errors(bad):
+    with pytest.raises(ResnetlabError):
+        get_recipe("fast", **bad)
+
+
+def test_unknown_recipe_and_roundtrip():
+    with pytest.raises(ResnetlabError, match="unknown recipe"):
+        get_recipe("papr-cifar")
+    r = get_recipe("paper-cifar", epochs=3)
+    assert recipe_from_dict(r.to_dict()) == r
