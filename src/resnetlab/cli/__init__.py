@@ -13,7 +13,7 @@ import sys
 from ..errors import ResnetlabError
 
 # Sub-modules, in the order their commands appear in --help.
-_MODULES = ["models", "data", "train"]
+_MODULES = ["models", "data", "train", "reproduce"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,9 @@ The epoch's order is one permutation drawn from a generator seeded by (seed, epo
 batch's augmentation from a generator seeded by (seed, epoch, batch, rank): any batch of any epoch
 can be rebuilt on its own, so a run resumed mid-epoch sees exactly the batches it would have seen.
 With several processes the global batch is cut into equal per-rank slices.
+
+`stream.StreamingLoader` is a BatchLoader whose images are decoded from an image folder in worker
+processes; it shares `batches` and `inputs`, so both yield the same batches.
 """
 
 from __future__ import annotations
@@ -112,18 +115,30 @@ class BatchLoader:
         gen = torch.Generator().manual_seed(batch_seed(self.seed, epoch, -1))
         return torch.randperm(len(self.labels), generator=gen)
 
-    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (inputs, labels) on the device for batches start, start+1, ... of `epoch`."""
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+        """(batch number, indices of this rank's images) for batches start, start+1, ... of `epoch`."""
         order = self.order(epoch)
         local = self.batch_size // self.world_size
-        non_blocking = self.device.type == "cuda"
         for b in range(start, len(self)):
             if self.train:
                 lo = b * self.batch_size + self.rank * local
-                idx, gen = order[lo:lo + local], torch.Generator().manual_seed(
-                    batch_seed(self.seed, epoch, b, self.rank))
+                yield b, order[lo:lo + local]
             else:
-                idx, gen = order[b * self.batch_size:(b + 1) * self.batch_size], None
-            x = self.images[idx].to(self.device, non_blocking=non_blocking)
-            y = self.labels[idx].to(self.device, non_blocking=non_blocking)
-            yield apply_view(x, self.view, gen, self.normalizer, self.channels_last), y
+                yield b, order[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, epoch: int, b: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `b` of `epoch` as the network sees it: uint8 images `x` and labels `y` moved to the
+        device, augmented (with the batch's own generator) and normalised."""
+        non_blocking = self.device.type == "cuda"
+        gen = None
+        if self.train:
+            gen = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b, self.rank))
+        x = x.to(self.device, non_blocking=non_blocking)
+        y = y.to(self.device, non_blocking=non_blocking)
+        return apply_view(x, self.view, gen, self.normalizer, self.channels_last), y
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (inputs, labels) on the device for batches start, start+1, ... of `epoch`."""
+        for b, idx in self.batches(epoch, start):
+            yield self.inputs(self.images[idx], self.labels[idx], epoch, b)

@@ -1,0 +1,58 @@
+"""`resnetlab reproduce EXPERIMENT`: the paper's experiments on real data."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..experiments import BUDGETS, EXPERIMENTS, ExperimentSpec
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "reproduce", help="reproduce an experiment of the paper (degradation, depth, responses, shortcuts)",
+        description="Train the experiment's models (or reuse/resume those already in --out), then write "
+                    "results.json, a Markdown table and figures into --out and print a verdict.")
+    p.add_argument("experiment", choices=EXPERIMENTS)
+    p.add_argument("--data", default="fashion-mnist", help="data set (default: fashion-mnist)")
+    p.add_argument("--data-dir")
+    p.add_argument("--budget", default="quick", choices=sorted(BUDGETS),
+                   help="quick: minutes (the demo); full: the committed results (hours on a CPU)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=float, help="override the budget's length in epochs")
+    length.add_argument("--iterations", type=int, help="override the budget's length in iterations")
+    p.add_argument("--depths", type=int, nargs="+", help="depths 6n+2 (degradation/responses default "
+                   "20 56; depth default 20 32 44 56 110)")
+    p.add_argument("--depth", type=int, default=20, help="shortcuts: the depth to compare A/B/C at")
+    p.add_argument("--recipe", default="paper-cifar", help="training recipe (default: paper-cifar)")
+    p.add_argument("--train-subset", type=int, help="use only the first N training images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--channels-last", choices=["auto", "on", "off"])
+    p.add_argument("--compile", choices=["auto", "on", "off"])
+    p.add_argument("--out", help="output folder (default: results/EXPERIMENT-DATA-BUDGET)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_reproduce)
+
+
+def cmd_reproduce(args) -> int:
+    out = Path(args.out or f"results/{args.experiment}-{Path(args.data).name.split('.')[0]}-{args.budget}")
+    engine = {k: v for k, v in (("precision", args.precision), ("channels_last", args.channels_last),
+                                ("compile", args.compile)) if v}
+    spec = ExperimentSpec(data=args.data, out=out, budget=args.budget, recipe=args.recipe,
+                          epochs=args.epochs, iterations=args.iterations, data_dir=args.data_dir,
+                          seed=args.seed, device=args.device, engine=engine,
+                          train_subset=args.train_subset, progress=not args.no_progress)
+    module = importlib.import_module(f"..experiments.{args.experiment}", __package__)
+    if args.experiment == "shortcuts":
+        result = module.run(spec, depth=args.depth)
+    else:
+        result = module.run(spec, depths=args.depths)
+    print(f"\n{args.experiment} on {args.data} (budget {args.budget}), results in {out}/")
+    for line in result["verdicts"]:
+        print(f"  - {line}")
+    for fig in result["figures"]:
+        print(f"  figure: {out / fig}")
+    print(f"  table: {out / (args.experiment + '.md')}   data: {out / 'results.json'}")
+    return 0

@@ -1,0 +1,184 @@
+"""What every experiment shares: budgets, training (or reusing) a set of runs, result files.
+
+Each model of an experiment is one ordinary run folder `OUT/runs/NAME/`. A run whose saved config
+matches is reused when finished and resumed when not, so a killed `resnetlab reproduce` continues
+where it stopped, and experiments pointed at the same OUT share their models (the depth table
+reuses the degradation runs, the response analysis their weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data.sources import DataSplits, load_dataset
+from ..errors import ResnetlabError
+from ..models import count_params, create_model
+from ..train.checkpoint import write_json
+from ..train.evaluate import load_run_config
+from ..train.loop import TrainConfig, train
+from ..train.metrics import read_metrics
+from ..train.recipe import Recipe, get_recipe
+
+# Budgets: the paper's CIFAR recipe (SGD 0.1, momentum 0.9, wd 1e-4, batch 128, lr/10 at 50% and
+# 75% of the run, per-pixel mean, pad-crop-flip) at lengths a 2-core CPU can afford.
+#   quick: the demo; shows the effect in minutes.   full: the committed results.
+BUDGETS = {
+    "quick": dict(iterations=800, eval_every=0.4),
+    "full": dict(epochs=30, eval_every=1.0),
+}
+
+
+@dataclass
+class ExperimentSpec:
+    """Everything an experiment needs to know about how to train; the same for all its models."""
+
+    data: str
+    out: Path
+    budget: str = "quick"
+    recipe: str = "paper-cifar"
+    epochs: float | None = None
+    iterations: int | None = None
+    data_dir: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    engine: dict = field(default_factory=dict)   # precision / channels_last / compile overrides
+    train_subset: int | None = None
+    progress: bool = True
+
+    def recipe_for(self) -> Recipe:
+        if self.budget not in BUDGETS:
+            raise ResnetlabError(f"unknown budget {self.budget!r}; choose from {', '.join(BUDGETS)}")
+        overrides = dict(BUDGETS[self.budget])
+        if self.epochs is not None or self.iterations is not None:
+            overrides.pop("epochs", None)
+            overrides.pop("iterations", None)
+            overrides.update(epochs=self.epochs, iterations=self.iterations)
+        return get_recipe(self.recipe, **overrides, **self.engine)
+
+
+def run_name(model: str, options: dict) -> str:
+    return model + "".join(f"-{k}{v}" for k, v in sorted(options.items()))
+
+
+def train_or_reuse(spec: ExperimentSpec, model: str, options: dict | None = None,
+                   data: DataSplits | None = None) -> Path:
+    """Train `model` into OUT/runs/NAME, or reuse/resume what is there if its config matches."""
+    options = options or {}
+    recipe = spec.recipe_for()
+    out = spec.out / "runs" / run_name(model, options)
+    cfg = TrainConfig(model=model, data=spec.data, out=str(out), recipe=recipe, model_options=options,
+                      data_dir=spec.data_dir, seed=spec.seed, device=spec.device,
+                      train_subset=spec.train_subset)
+    if (out / "config.json").exists():
+        saved = load_run_config(out)["config"]
+        mine = cfg.to_dict()
+        keys = ("model", "data", "model_options", "seed", "train_subset")
+        same = all(saved.get(k) == mine[k] for k in keys) and _same_recipe(saved["recipe"], mine["recipe"])
+        if not same:
+            raise ResnetlabError(f"{out} holds a run with a different set-up (budget, recipe or seed); "
+                                 "use another --out, or delete that folder to retrain it")
+        if (out / "summary.json").exists():
+            return out
+        train(out, resume=True, data=data, progress=spec.progress)
+        return out
+    train(cfg, data=data, progress=spec.progress)
+    return out
+
+
+def _same_recipe(a: dict, b: dict) -> bool:
+    # The engine fields may legitimately differ (probe vs flags); the optimisation may not.
+    ignore = {"precision", "channels_last", "compile", "notes"}
+    keys = (set(a) | set(b)) - ignore
+    return all(_norm(a.get(k)) == _norm(b.get(k)) for k in keys)
+
+
+def _norm(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def load_data(spec: ExperimentSpec) -> DataSplits:
+    return load_dataset(spec.data, data_dir=spec.data_dir)
+
+
+@dataclass
+class RunCurves:
+    """A finished run's learning curves and end numbers, read back from its folder."""
+
+    name: str
+    run_dir: Path
+    steps: list[int]
+    train_error: list[float]
+    eval_steps: list[int]
+    test_error: list[float]
+    params: int
+    summary: dict
+
+    @property
+    def final_test_error(self) -> float:
+        return self.test_error[-1]
+
+    @property
+    def final_train_error(self) -> float:
+        """Training error at the end, averaged over the last 10% of steps (windows are noisy)."""
+        last = self.steps[-1]
+        tail = [e for s, e in zip(self.steps, self.train_error, strict=True) if s >= 0.9 * last]
+        return sum(tail) / len(tail)
+
+
+def read_curves(run_dir: Path, name: str | None = None) -> RunCurves:
+    records = read_metrics(run_dir / "metrics.jsonl")
+    saved = load_run_config(run_dir)
+    cfg = saved["config"]
+    with torch.device("meta"):
+        params = count_params(create_model(cfg["model"], num_classes=saved["num_classes"],
+                                           in_channels=saved["input_size"][0], **cfg["model_options"]))
+    trains = [r for r in records if r["kind"] == "train"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    summary_file = run_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    return RunCurves(name or run_dir.name, run_dir, [r["step"] for r in trains],
+                     [r["train_error"] for r in trains], [r["step"] for r in evals],
+                     [r["test_top1_error"] for r in evals], params, summary)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def command_line() -> str:
+    return "resnetlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+
+
+def write_results(spec: ExperimentSpec, name: str, results: dict, table_md: str, verdicts: list[str],
+                  figures: list[str], started: float) -> dict:
+    """Add this experiment to OUT/results.json (one key per experiment, so experiments can share
+    an OUT folder) and write its Markdown table to OUT/NAME.md; returns this experiment's dict."""
+    recipe = spec.recipe_for()
+    full = {
+        "experiment": name, "data": spec.data, "budget": spec.budget,
+        "recipe": {k: v for k, v in dataclasses.asdict(recipe).items()
+                   if k not in ("precision", "channels_last", "compile")},
+        "seed": spec.seed, "command": command_line(), "verdicts": verdicts, "figures": figures,
+        "wall_time_s": round(time.time() - started, 1), **results,
+    }
+    spec.out.mkdir(parents=True, exist_ok=True)
+    path = spec.out / "results.json"
+    try:
+        merged = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        merged = {}
+    merged[name] = full
+    write_json(path, merged)
+    md = [f"# {name}: {spec.data}, budget {spec.budget}", "", f"Command: `{full['command']}`", "",
+          table_md, "", "## Verdict", ""] + [f"- {v}" for v in verdicts] + [""]
+    md += [f"![{f}]({f})" for f in figures] + [""]
+    (spec.out / f"{name}.md").write_text("\n".join(md))
+    return full

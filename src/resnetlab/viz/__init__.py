@@ -1,0 +1,1 @@
+"""Figures: learning curves, layer responses (and later filters, templates, feature maps)."""

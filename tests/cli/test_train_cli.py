@@ -1,0 +1,69 @@
+import json
+
+import pytest
+from fakedata import write_fashion_like
+
+from resnetlab.cli import main
+
+FIXED = ["--precision", "fp32", "--channels-last", "off", "--compile", "off", "--no-progress"]
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_fashion_like(tmp_path / "data", n_train=256, n_test=64, size=12)
+    return str(tmp_path / "data")
+
+
+def test_train_then_eval_json(tmp_path, data_dir, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir", data_dir,
+                 "--epochs", "4", "--batch-size", "32", "--out", str(out), "--json", *FIXED]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 32 and 0 <= summary["test_top1_error"] <= 1
+    assert main(["eval", str(out), "--data-dir", data_dir, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert 0 <= r["top1_error"] <= r["top5_error"] + 1 and 0 <= r["top5_error"] <= 1
+    assert r["top1_error"] == pytest.approx(summary["test_top1_error"])
+    assert r["n"] == 64 and sum(map(sum, r["confusion_matrix"])) == 64
+    assert len(r["per_class_accuracy"]) == 10 and "T-shirt/top" in r["per_class_accuracy"]
+    assert main(["eval", str(out), "--data-dir", data_dir]) == 0
+    text = capsys.readouterr().out
+    assert "top-1 error" in text and "confusion matrix" in text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "resnet21"], "unknown model 'resnet21'"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--iterations", "0"], "run length must be positive"),
+])
+def test_bad_train_flags_are_one_error_line(tmp_path, data_dir, capsys, argv, message):
+    base = ["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir", data_dir,
+            "--out", str(tmp_path / "r"), *FIXED]
+    base[2] = argv[1] if argv[0] == "--model" else base[2]
+    args = base + ([] if argv[0] == "--model" else argv)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_missing_data_set_is_one_error_line(tmp_path, capsys, monkeypatch):
+    import resnetlab.data.sources as sources
+
+    def offline(url, dest):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(sources, "_download_file", offline)
+    monkeypatch.setattr(sources, "SYSTEM_ROOTS", ())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("RESNETLAB_DATA", raising=False)
+    assert main(["train", "--model", "resnet8", "--data", "cifar100", "--data-dir", str(tmp_path),
+                 "--out", str(tmp_path / "r"), *FIXED]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "cifar" in err[0].lower()
+
+
+def test_resume_of_a_non_run_folder(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err

@@ -1,0 +1,126 @@
+import json
+import math
+
+import pytest
+import torch
+from fakedata import write_fashion_like
+
+from resnetlab import ResnetlabError, create_model
+from resnetlab.cli import main
+from resnetlab.experiments import ExperimentSpec, degradation, depth, responses, shortcuts
+from resnetlab.experiments.responses import ResponseStats, response_layers
+
+FIXED = dict(precision="fp32", channels_last="off", compile="off")
+
+
+@pytest.fixture
+def spec(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_fashion_like(tmp_path / "data", n_train=256, n_test=64, size=16)
+    return ExperimentSpec(data="fashion-mnist", data_dir=str(tmp_path / "data"), out=tmp_path / "out",
+                          iterations=12, engine=FIXED, progress=False)
+
+
+def png(path):
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_degradation_end_to_end(spec):
+    r = degradation.run(spec, depths=[8, 14])
+    assert png(spec.out / "degradation.png") and (spec.out / "degradation.md").is_file()
+    saved = json.loads((spec.out / "results.json").read_text())["degradation"]
+    assert saved["depths"] == [8, 14] and saved["figures"] == ["degradation.png"]
+    assert set(saved["models"]) == {"plain8", "plain14", "resnet8", "resnet14"}
+    for m in saved["models"].values():
+        assert {"depth", "params", "final_train_error", "final_test_error", "best_test_error", "steps",
+                "run_dir"} <= set(m)
+        assert 0 <= m["final_test_error"] <= 1 and m["steps"] == 12
+    assert saved["models"]["plain14"]["params"] == saved["models"]["resnet14"]["params"]
+    assert saved["recipe"]["name"] == "paper-cifar" and saved["recipe"]["batch_size"] == 128
+    assert any("plain-14" in v and "training error than plain-8" in v for v in r["verdicts"])
+    assert any("resnet-14" in v for v in r["verdicts"])
+    md = (spec.out / "degradation.md").read_text()
+    assert "| 14 |" in md and "different data set" in md
+
+
+def test_experiments_share_runs_and_refuse_a_different_budget(spec, monkeypatch):
+    degradation.run(spec, depths=[8, 14])
+    import resnetlab.experiments.common as common
+
+    def no_training(*a, **k):
+        raise AssertionError("should have reused the degradation runs")
+
+    monkeypatch.setattr(common, "train", no_training)
+    depth.run(spec, depths=[8, 14])
+    results = json.loads((spec.out / "results.json").read_text())
+    assert set(results) == {"degradation", "depth"}
+    params = [results[e]["models"]["resnet14"]["params"] for e in ("depth", "degradation")]
+    assert params[0] == params[1]
+    other = ExperimentSpec(**{**spec.__dict__, "iterations": 24})
+    with pytest.raises(ResnetlabError, match="different set-up"):
+        depth.run(other, depths=[8])
+
+
+def test_responses_end_to_end(spec):
+    r = responses.run(spec, depths=[8, 14])
+    assert png(spec.out / "responses.png")
+    lengths = {k: len(v) for k, v in r["std"].items()}
+    assert lengths == {"plain8": 7, "plain14": 13, "resnet8": 7, "resnet14": 13}   # 6n+1 3x3 layers
+    assert all(s > 0 and math.isfinite(s) for v in r["std"].values() for s in v)
+    assert len(r["verdicts"]) == 3
+
+
+def test_shortcuts_end_to_end(spec):
+    r = shortcuts.run(spec, depth=8)
+    m = r["models"]
+    assert m["A"]["params"] == m["plain"]["params"] < m["B"]["params"] < m["C"]["params"]
+    assert "ranks" in r["verdicts"][0]
+
+
+def test_reproduce_command(spec, capsys):
+    assert main(["reproduce", "degradation", "--data", "fashion-mnist", "--data-dir", spec.data_dir,
+                 "--depths", "8", "14", "--iterations", "12", "--out", str(spec.out), "--precision", "fp32",
+                 "--channels-last", "off", "--compile", "off", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "degradation on fashion-mnist" in out and "figure:" in out and "plain-14" in out
+
+
+def test_response_layers_are_the_bn_after_each_3x3_conv():
+    names = [n for n, _ in response_layers(create_model("resnet20"))]
+    assert len(names) == 19 and names[:3] == ["bn1", "layer1.0.bn1", "layer1.0.bn2"]
+    assert names[-1] == "layer3.2.bn2"
+    assert len(response_layers(create_model("resnet50"))) == 16   # the 3x3 of each bottleneck; stem is 7x7
+
+
+def test_response_std_matches_a_hand_computed_std():
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=3).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.2, 2.0)
+                m.bias.uniform_(-0.3, 0.3)
+    x = torch.randn(6, 3, 16, 16)
+    stats = ResponseStats(model)
+    with torch.no_grad():
+        model(x[:4])
+        model(x[4:])   # accumulates over batches like the test set
+    got = stats.std()
+    stats.remove()
+    # By hand: run the layers one by one and take the std of each BN output over all values.
+    with torch.no_grad():
+        expect = []
+        h = model.bn1(model.conv1(x))
+        expect.append(h.double().std(unbiased=False).item())
+        h = model.relu(h)
+        for stage in (model.layer1, model.layer2, model.layer3):
+            for block in stage:
+                a = block.bn1(block.conv1(h))
+                expect.append(a.double().std(unbiased=False).item())
+                b = block.bn2(block.conv2(block.relu(a)))
+                expect.append(b.double().std(unbiased=False).item())
+                h = block.relu(b + (h if block.downsample is None else block.downsample(h)))
+    assert got == pytest.approx(expect, rel=1e-6)
+    assert len(model.bn1._forward_hooks) == 0
