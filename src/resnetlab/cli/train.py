@@ -54,6 +54,11 @@ def add_commands(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints "
                    "(default: every epoch)")
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
+    p.add_argument("--image-size", type=int, help="image folders: resize the shorter side to this and "
+                   "centre-crop a square (default: keep the size when all images share one)")
+    p.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
+                   help="image folders: decode batch by batch in worker processes instead of holding "
+                        "the folder in memory (auto: when it would take over 1/4 of the RAM)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=cmd_train)
@@ -90,7 +95,8 @@ def cmd_train(args) -> int:
         out = args.out or str(Path("runs") / f"{args.model}-{Path(args.data).name.split('.')[0]}")
         cfg = TrainConfig(model=args.model, data=args.data, out=out, recipe=recipe, model_options=options,
                           data_dir=args.data_dir, seed=args.seed, device=args.device,
-                          checkpoint_every=args.checkpoint_every, train_subset=args.train_subset)
+                          checkpoint_every=args.checkpoint_every, train_subset=args.train_subset,
+                          image_size=args.image_size, stream=args.stream)
         summary = train(cfg, progress=not args.no_progress)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -92,6 +92,11 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the stored images (StreamSet has the same property)."""
+        return tuple(self.images.shape[1:])
+
     def subset(self, index: torch.Tensor | slice) -> ImageSet:
         """The images at `index` (a slice, index tensor or boolean mask), same classes."""
         return ImageSet(self.images[index].contiguous(), self.labels[index].contiguous(),

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.sources import DataSplits, load_dataset
+from ..data.sources import DataSplits
+from ..data.stream import open_data
 from ..errors import ResnetlabError
 from ..models import count_params, create_model
 from ..train.checkpoint import write_json
@@ -31,7 +32,7 @@ from ..train.recipe import Recipe, get_recipe
 # 75% of the run, per-pixel mean, pad-crop-flip) at lengths a 2-core CPU can afford.
 #   quick: the demo; shows the effect in minutes.   full: the committed results.
 BUDGETS = {
-    "quick": dict(iterations=800, eval_every=0.4),
+    "quick": dict(iterations=800, eval_every=0.5),
     "full": dict(epochs=30, eval_every=1.0),
 }
 
@@ -105,7 +106,7 @@ def _norm(v):
 
 
 def load_data(spec: ExperimentSpec) -> DataSplits:
-    return load_dataset(spec.data, data_dir=spec.data_dir)
+    return open_data(spec.data, data_dir=spec.data_dir)
 
 
 @dataclass

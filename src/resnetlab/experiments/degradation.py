@@ -51,8 +51,10 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
     depths = sorted(depths or [20, 56])
     data = load_data(spec)
     curves = {}
-    for kind in ("plain", "resnet"):
-        for d in depths:
+    # The shallowest and deepest pairs first: if the run is stopped early, the comparison that
+    # matters already exists; the depths between fill in the curve.
+    for d in [depths[0], depths[-1], *depths[1:-1]]:
+        for kind in ("plain", "resnet"):
             name = f"{kind}{d}"
             curves[name] = read_curves(train_or_reuse(spec, name, data=data), name)
     fig = "degradation.png"

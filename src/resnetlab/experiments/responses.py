@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.loader import BatchLoader, View
+from ..data.loader import View
+from ..data.stream import loader_for
 from ..train.evaluate import load_trained
 from ..viz.curves import plot_responses
 from .common import ExperimentSpec, load_data, train_or_reuse, write_results
@@ -68,8 +69,7 @@ def layer_response_std(run_dir: Path, data) -> list[float]:
     """Std of each 3x3 layer's response of a trained run over `data.test`."""
     model, _saved, normalizer = load_trained(run_dir)
     stats = ResponseStats(model)
-    loader = BatchLoader(data.test.images, data.test.labels, 500, train=False, view=View("none"),
-                         normalizer=normalizer)
+    loader = loader_for(data.test, 500, train=False, view=View("none"), normalizer=normalizer)
     for x, _ in loader.epoch():
         model(x)
     stats.remove()

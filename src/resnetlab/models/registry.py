@@ -78,13 +78,17 @@ def get_entry(name: str) -> ModelEntry:
     return entry
 
 
-def create_model(name: str, num_classes: int | None = None, in_channels: int = 3,
+def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
                  **options) -> nn.Module:
-    """Build a registered model. `options` go to the builder (e.g. shortcut="A", stride_in_1x1=True,
-    zero_init_residual=True); unknown options are an error, not silently ignored."""
+    """Build a registered model. `num_classes` and `in_channels` default to the model's own (1000 and
+    3 for ImageNet nets, 10 and 3 for CIFAR nets, 1 channel for LeNet-5). `options` go to the builder
+    (e.g. shortcut="A", stride_in_1x1=True, zero_init_residual=True); unknown options are an error,
+    not silently ignored."""
     entry = get_entry(name)
     if num_classes is None:
         num_classes = entry.default_classes
+    if in_channels is None:
+        in_channels = entry.input_size[0]
     try:
         return entry.builder(num_classes=num_classes, in_channels=in_channels, **options)
     except TypeError as e:

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..models.classic import classic_loss
 from ..paths import cache_root
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -101,7 +101,7 @@ def time_steps(model: nn.Module, engine: Engine, shape: tuple[int, ...], batch: 
 
     def step():
         with engine.autocast():
-            loss = F.cross_entropy(step_model(x), y)
+            loss = classic_loss(step_model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

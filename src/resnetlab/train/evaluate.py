@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..data.augment import Normalizer
 from ..data.loader import BatchLoader, View
-from ..data.sources import load_dataset
+from ..data.stream import loader_for, open_data
 from ..errors import ResnetlabError
 from ..models import create_model
 from .checkpoint import latest_checkpoint, load_weights_into, read_weights
@@ -83,19 +83,20 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
     model, saved, normalizer = load_trained(run_dir, dev)
     cfg = saved["config"]
     spec = data or cfg["data"]
-    splits = load_dataset(spec, data_dir=data_dir or cfg.get("data_dir"))
+    splits = open_data(spec, data_dir=data_dir or cfg.get("data_dir"), image_size=cfg.get("image_size"),
+                       stream=cfg.get("stream", "auto"))
     images = getattr(splits, split, None)
     if images is None:
         raise ResnetlabError(f"data set {spec!r} has no {split!r} split")
-    channels = images.images.shape[1]
+    channels = images.shape[0]
     if channels != saved["input_size"][0] or len(splits.classes) != saved["num_classes"]:
         raise ResnetlabError(
-            f"{spec} ({images.images.shape[1]} channel(s), {len(splits.classes)} classes) does not match "
+            f"{spec} ({channels} channel(s), {len(splits.classes)} classes) does not match "
             f"the run ({saved['input_size'][0]} channel(s), {saved['num_classes']} classes); "
             "evaluate it on the data set it was trained on")
     recipe = cfg["recipe"]
     view = View(recipe.get("eval_view", "none"), size=recipe.get("crop_size"))
-    loader = BatchLoader(images.images, images.labels, batch_size, train=False, view=view,
+    loader = loader_for(images, batch_size, train=False, view=view,
                          normalizer=normalizer, device=dev, channels_last=True)
     result = evaluate(model.to(memory_format=torch.channels_last), loader, saved["num_classes"])
     return {"run": str(run_dir), "data": spec, "split": split, "model": cfg["model"],

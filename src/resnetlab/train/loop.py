@@ -27,10 +27,12 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data.augment import Normalizer
-from ..data.loader import BatchLoader, View
-from ..data.sources import DataSplits, ImageSet, load_dataset
+from ..data.loader import View
+from ..data.sources import DataSplits, ImageSet
+from ..data.stream import images_for_statistics, loader_for, open_data
 from ..errors import ResnetlabError
 from ..models import create_model, get_entry
+from ..models.classic import classic_loss, main_logits
 from .checkpoint import (
     latest_checkpoint,
     load_weights_into,
@@ -59,6 +61,8 @@ class TrainConfig:
     checkpoint_every: int = 0      # steps between checkpoints; 0: at the end of every epoch only
     log_every: int = 0             # steps between train records; 0: about 10 per epoch
     train_subset: int | None = None  # first N training images only (quick studies)
+    image_size: int | None = None    # image folders: resize + centre-crop to this square side
+    stream: str = "auto"             # image folders: auto (stream if too big for memory) | on | off
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -78,6 +82,7 @@ class Diverged(ResnetlabError):
 
 
 def split_validation(train: ImageSet, n_val: int, seed: int) -> tuple[ImageSet, ImageSet | None]:
+    # Works for a StreamSet too: both have __len__ and subset().
     """Hold out `n_val` training images (a fixed random subset) for validation, e.g. the
     paper's 45k/5k split of CIFAR-10."""
     if not n_val:
@@ -88,9 +93,11 @@ def split_validation(train: ImageSet, n_val: int, seed: int) -> tuple[ImageSet, 
     return train.subset(perm[n_val:].sort().values), train.subset(perm[:n_val].sort().values)
 
 
-def model_depth(name: str) -> int:
-    digits = "".join(ch for ch in name if ch.isdigit())
-    return int(digits) if digits else 0
+def model_depth(model: torch.nn.Module) -> int:
+    """Weighted layers on the main path (convolutions and fully connected layers, not the shortcut
+    projections): 110 for ResNet-110, as the paper counts."""
+    return sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for name, m in model.named_modules()
+               if "downsample" not in name)
 
 
 def _log(msg: str) -> None:
@@ -116,12 +123,12 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     recipe = cfg.recipe
 
     # ---- data ------------------------------------------------------------------------------------
-    data = data or load_dataset(cfg.data, data_dir=cfg.data_dir)
+    data = data or open_data(cfg.data, data_dir=cfg.data_dir, image_size=cfg.image_size, stream=cfg.stream)
     train_set, val_set = split_validation(data.train, recipe.val_split, cfg.seed)
     if cfg.train_subset:
         train_set = train_set.subset(slice(0, cfg.train_subset))
     classes, num_classes = data.classes, len(data.classes)
-    c, h, w = train_set.images.shape[1:]
+    c, h, w = train_set.shape
     size = recipe.crop_size or min(h, w)
     input_size = (c, size, size) if recipe.crop_size else (c, h, w)
 
@@ -134,7 +141,7 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     get_entry(cfg.model)  # fail early on a bad name
     torch.manual_seed(cfg.seed)
     model = build()
-    normalizer = Normalizer.fit(train_set.images, recipe.normalize)
+    normalizer = Normalizer.fit(images_for_statistics(train_set), recipe.normalize)
     steps_per_epoch = len(train_set) // recipe.batch_size
     if steps_per_epoch == 0:
         raise ResnetlabError(f"{len(train_set)} training images make no batch of {recipe.batch_size}; "
@@ -152,7 +159,7 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     model.to(device, memory_format=engine.memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
-    warm = bool(recipe.warmup_lr) and model_depth(cfg.model) >= recipe.warmup_min_depth
+    warm = bool(recipe.warmup_lr) and model_depth(model) >= recipe.warmup_min_depth
     schedule = Schedule(recipe, total_steps, state={"warm": warm})
     log = MetricsLog(out / "metrics.jsonl")
     window = {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "seconds": 0.0}
@@ -188,13 +195,13 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     train_view = View(recipe.augment, recipe.pad, recipe.crop_size, pca_lighting=recipe.pca_lighting)
     eval_view = View(recipe.eval_view, size=recipe.crop_size)
     common = dict(normalizer=normalizer, device=device, channels_last=engine.channels_last)
-    train_loader = BatchLoader(train_set.images, train_set.labels, recipe.batch_size, train=True,
-                               view=train_view, seed=cfg.seed, **common)
-    eval_loaders = {"test": BatchLoader(data.test.images, data.test.labels, recipe.eval_batch_size,
-                                        train=False, view=eval_view, **common)}
+    train_loader = loader_for(train_set, recipe.batch_size, train=True, view=train_view, seed=cfg.seed,
+                              **common)
+    eval_loaders = {"test": loader_for(data.test, recipe.eval_batch_size, train=False, view=eval_view,
+                                       **common)}
     if val_set is not None:
-        eval_loaders["val"] = BatchLoader(val_set.images, val_set.labels, recipe.eval_batch_size,
-                                          train=False, view=eval_view, **common)
+        eval_loaders["val"] = loader_for(val_set, recipe.eval_batch_size, train=False, view=eval_view,
+                                         **common)
 
     # ---- the loop ----------------------------------------------------------------------------------
     forward = torch.compile(model) if engine.compile else model
@@ -212,8 +219,10 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with engine.autocast():
-                logits = forward(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+                outputs = forward(x)
+                loss = classic_loss(outputs, y, lambda o, t: F.cross_entropy(
+                    o.float(), t, label_smoothing=recipe.label_smoothing))
+            logits = main_logits(outputs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
