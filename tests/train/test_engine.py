@@ -16,12 +16,20 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def fake_rates(monkeypatch, rates, calls):
-    def fake(model, engine, *a, **k):
+    def name_of(engine):
         name = engine.precision + ("+cl" if engine.channels_last else "")
-        name += "+compile" if engine.compile else ""
-        calls.append(name)
-        return rates[name]
-    monkeypatch.setattr(engine_mod, "time_steps", fake)
+        return name + ("+compile" if engine.compile else "")
+
+    def fake_many(build, engines, *a, **k):
+        calls.extend(name_of(e) for e in engines)
+        return [rates[name_of(e)] for e in engines]
+
+    def fake_one(model, engine, *a, **k):
+        calls.append(name_of(engine))
+        return rates[name_of(engine)]
+
+    monkeypatch.setattr(engine_mod, "time_candidates", fake_many)
+    monkeypatch.setattr(engine_mod, "time_steps", fake_one)
 
 
 def test_fixed_flags_skip_the_probe(monkeypatch):

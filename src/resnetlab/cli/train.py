@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from ..errors import ResnetlabError
@@ -53,12 +54,18 @@ def add_commands(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints "
                    "(default: every epoch)")
+    p.add_argument("--log-every", type=int, default=0, help="steps between training-metric records "
+                   "(default: about 10 per epoch)")
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
     p.add_argument("--image-size", type=int, help="image folders: resize the shorter side to this and "
                    "centre-crop a square (default: keep the size when all images share one)")
     p.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
                    help="image folders: decode batch by batch in worker processes instead of holding "
                         "the folder in memory (auto: when it would take over 1/4 of the RAM)")
+    p.add_argument("--nproc", type=int, default=1, help="train with N processes on this machine "
+                   "(a shortcut for torchrun --standalone --nproc_per_node=N -m resnetlab train ...)")
+    p.add_argument("--sync-bn", action="store_true", help="several processes: BatchNorm statistics over "
+                   "the global batch (SyncBatchNorm)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=cmd_train)
@@ -75,8 +82,13 @@ def add_commands(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    from ..train.distributed import launched_by_torchrun
     from ..train.loop import TrainConfig, train
 
+    if args.nproc < 1:
+        raise ResnetlabError(f"--nproc must be 1 or more, got {args.nproc}")
+    if args.nproc > 1 and not launched_by_torchrun():
+        return _relaunch_with_torchrun(args)
     if args.resume:
         summary = train(args.resume, resume=True, progress=not args.no_progress)
     else:
@@ -92,18 +104,55 @@ def cmd_train(args) -> int:
         options = {"shortcut": args.shortcut} if args.shortcut else {}
         if args.zero_init_residual:
             options["zero_init_residual"] = True
-        out = args.out or str(Path("runs") / f"{args.model}-{Path(args.data).name.split('.')[0]}")
+        out = _out_dir(args)
         cfg = TrainConfig(model=args.model, data=args.data, out=out, recipe=recipe, model_options=options,
                           data_dir=args.data_dir, seed=args.seed, device=args.device,
-                          checkpoint_every=args.checkpoint_every, train_subset=args.train_subset,
-                          image_size=args.image_size, stream=args.stream)
+                          checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                          train_subset=args.train_subset,
+                          image_size=args.image_size, stream=args.stream, sync_bn=args.sync_bn)
         summary = train(cfg, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:   # under torchrun, rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"test accuracy {summary['test_accuracy']:.4f} (top-1 error {summary['test_top1_error']:.4f}, "
               f"top-5 error {summary['test_top5_error']:.4f}) after {summary['epochs']:.1f} epochs "
               f"in {summary['wall_time_s']:.0f} s")
+    return 0
+
+
+def _out_dir(args) -> str:
+    if args.out:
+        return args.out
+    return str(Path("runs") / f"{args.model}-{Path(args.data or 'data').name.split('.')[0]}")
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _relaunch_with_torchrun(args) -> int:
+    """Run this same command under torchrun with --nproc processes; a failure becomes one line."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+           "-m", "resnetlab", *_without_nproc(args.argv)]
+    code = subprocess.run(cmd).returncode
+    if code != 0:
+        out = args.resume or _out_dir(args)
+        raise ResnetlabError(f"the {args.nproc}-process run stopped (torchrun exit code {code}; the failing "
+                             f"rank is named above); resume it with `resnetlab train --resume {out} "
+                             f"--nproc {args.nproc}`")
     return 0
 
 

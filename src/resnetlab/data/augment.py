@@ -14,7 +14,43 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop(x: torch.Tensor, size: tuple[int, int], pad: int, gen: torch.Generator,
+class BatchRandom:
+    """The random numbers of one slice of a global batch.
+
+    Every draw is made for the whole global batch (`total` images) from one generator and then
+    sliced to this process's images [start, start + count): the augmentation of an image does not
+    depend on how many processes share its batch, so 1 process with batch B and N processes with
+    B/N each see exactly the same inputs.
+    """
+
+    def __init__(self, gen: torch.Generator, total: int, start: int = 0, count: int | None = None):
+        self.gen, self.total, self.start = gen, total, start
+        self.count = total - start if count is None else count
+
+    def _slice(self, t: torch.Tensor) -> torch.Tensor:
+        return t[self.start:self.start + self.count]
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return self._slice(torch.rand(self.total, *shape, generator=self.gen))
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return self._slice(torch.randn(self.total, *shape, generator=self.gen))
+
+    def randint(self, low: int, high: int) -> torch.Tensor:
+        return self._slice(torch.randint(low, high, (self.total,), generator=self.gen))
+
+    def uniform(self, low: float, high: float) -> torch.Tensor:
+        return self._slice(torch.empty(self.total).uniform_(low, high, generator=self.gen))
+
+
+def _random(rng: BatchRandom | torch.Generator, n: int) -> BatchRandom:
+    r = rng if isinstance(rng, BatchRandom) else BatchRandom(rng, n)
+    if r.count != n:
+        raise ValueError(f"random numbers for {r.count} images, but the batch has {n}")
+    return r
+
+
+def random_crop(x: torch.Tensor, size: tuple[int, int], pad: int, gen: BatchRandom | torch.Generator,
                 fill: int = 0) -> torch.Tensor:
     """Zero-pad `pad` pixels on each side, then crop a random `size` window per image (the paper's
     CIFAR augmentation). One advanced-indexing gather for the whole batch; the result comes out
@@ -23,8 +59,9 @@ def random_crop(x: torch.Tensor, size: tuple[int, int], pad: int, gen: torch.Gen
     th, tw = size
     if pad:
         x = F.pad(x, (pad, pad, pad, pad), value=fill)
-    dy = torch.randint(0, h + 2 * pad - th + 1, (n,), generator=gen)
-    dx = torch.randint(0, w + 2 * pad - tw + 1, (n,), generator=gen)
+    rng = _random(gen, n)
+    dy = rng.randint(0, h + 2 * pad - th + 1)
+    dx = rng.randint(0, w + 2 * pad - tw + 1)
     # Offsets come from the CPU generator; the gather runs where the images are.
     rows = (dy[:, None] + torch.arange(th))[:, :, None].to(x.device)   # n x th x 1
     cols = (dx[:, None] + torch.arange(tw))[:, None, :].to(x.device)   # n x 1 x tw
@@ -32,13 +69,14 @@ def random_crop(x: torch.Tensor, size: tuple[int, int], pad: int, gen: torch.Gen
     return out.permute(0, 3, 1, 2)
 
 
-def random_flip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
+def random_flip(x: torch.Tensor, gen: BatchRandom | torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Horizontal flip of a random half of the batch."""
-    flip = (torch.rand(x.shape[0], generator=gen) < p).to(x.device)
+    flip = (_random(gen, x.shape[0]).rand() < p).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def scale_crop_flip(x: torch.Tensor, size: int, gen: torch.Generator, scale: tuple[float, float],
+def scale_crop_flip(x: torch.Tensor, size: int, gen: BatchRandom | torch.Generator,
+                    scale: tuple[float, float],
                     flip: bool = True) -> torch.Tensor:
     """Scale augmentation for large images, on the whole batch with one `grid_sample`.
 
@@ -49,15 +87,16 @@ def scale_crop_flip(x: torch.Tensor, size: int, gen: torch.Generator, scale: tup
     """
     n, _, h, w = x.shape
     short = min(h, w)
-    lengths = torch.empty(n).uniform_(scale[0], scale[1], generator=gen) * size   # L per image
+    rng = _random(gen, n)
+    lengths = rng.uniform(scale[0], scale[1]) * size   # L per image
     # The window in normalised [-1, 1] coordinates: half-extent per axis.
     half_w = (size / lengths) * short / w
     half_h = (size / lengths) * short / h
-    cx = (torch.rand(n, generator=gen) * 2 - 1) * (1 - half_w)
-    cy = (torch.rand(n, generator=gen) * 2 - 1) * (1 - half_h)
+    cx = (rng.rand() * 2 - 1) * (1 - half_w)
+    cy = (rng.rand() * 2 - 1) * (1 - half_h)
     sign = torch.ones(n)
     if flip:
-        sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+        sign = torch.where(rng.rand() < 0.5, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = half_w * sign
     theta[:, 0, 2] = cx
@@ -131,7 +170,7 @@ class Normalizer(torch.nn.Module):
 
 
 def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
-    """A distinct, reproducible generator seed for every (seed, epoch, batch, rank)."""
+    """A distinct, reproducible generator seed for every (seed, epoch, batch[, rank])."""
     key = f"{seed}:{epoch}:{batch}:{rank}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 

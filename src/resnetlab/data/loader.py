@@ -1,9 +1,11 @@
 """Batch iterators over in-memory uint8 images, reproducible from (seed, epoch, batch).
 
 The epoch's order is one permutation drawn from a generator seeded by (seed, epoch), and each
-batch's augmentation from a generator seeded by (seed, epoch, batch, rank): any batch of any epoch
-can be rebuilt on its own, so a run resumed mid-epoch sees exactly the batches it would have seen.
-With several processes the global batch is cut into equal per-rank slices.
+batch's augmentation from a generator seeded by (seed, epoch, batch): any batch of any epoch can be
+rebuilt on its own, so a run resumed mid-epoch sees exactly the batches it would have seen. With
+several processes the global batch is cut into equal per-rank slices, and every random draw is
+made for the whole global batch and sliced the same way (BatchRandom): N processes see exactly the
+inputs one process would.
 
 `stream.StreamingLoader` is a BatchLoader whose images are decoded from an image folder in worker
 processes; it shares `batches` and `inputs`, so both yield the same batches.
@@ -19,6 +21,7 @@ import torch
 from ..errors import ResnetlabError
 from .augment import (
     PAPER_SCALE,
+    BatchRandom,
     Normalizer,
     batch_seed,
     center_crop,
@@ -59,9 +62,11 @@ _EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
 _EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
 
 
-def apply_view(x: torch.Tensor, view: View, gen: torch.Generator | None, normalizer: Normalizer,
-               channels_last: bool) -> torch.Tensor:
+def apply_view(x: torch.Tensor, view: View, gen: BatchRandom | torch.Generator | None,
+               normalizer: Normalizer, channels_last: bool) -> torch.Tensor:
     """uint8 batch (on its device) -> normalised float network input."""
+    if gen is not None and not isinstance(gen, BatchRandom):
+        gen = BatchRandom(gen, x.shape[0])
     h, w = x.shape[-2:]
     size = view.size or min(h, w)
     if view.kind in ("pad-crop", "pad-crop-flip"):
@@ -72,7 +77,7 @@ def apply_view(x: torch.Tensor, view: View, gen: torch.Generator | None, normali
     if view.kind == "scale-crop-flip":
         x = scale_crop_flip(x, size, gen, view.scale)
         if view.pca_lighting and x.shape[1] == 3:
-            alpha = torch.randn(x.shape[0], 3, generator=gen) * view.pca_lighting
+            alpha = gen.randn(3) * view.pca_lighting
             rgb = (alpha * _EIGVAL) @ _EIGVEC.T              # N x 3 offset per image
             x = x + (rgb / normalizer.std.flatten()[:3].cpu()).to(x)[:, :, None, None]
     elif view.kind in ("center", "ten-crop"):
@@ -133,7 +138,10 @@ class BatchLoader:
         non_blocking = self.device.type == "cuda"
         gen = None
         if self.train:
-            gen = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b, self.rank))
+            # One generator per global batch, the same on every rank; each rank takes its slice.
+            local = self.batch_size // self.world_size
+            gen = BatchRandom(torch.Generator().manual_seed(batch_seed(self.seed, epoch, b)),
+                              self.batch_size, self.rank * local, local)
         x = x.to(self.device, non_blocking=non_blocking)
         y = y.to(self.device, non_blocking=non_blocking)
         return apply_view(x, self.view, gen, self.normalizer, self.channels_last), y

@@ -148,24 +148,29 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def rng_tensors() -> dict[str, torch.Tensor]:
+def rng_tensors(rng_states: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The global RNG state(s): this process's, plus each rank's (`rng.torch.R`) when given."""
     out = {"rng.torch": torch.get_rng_state()}
+    for rank, state in enumerate(rng_states or []):
+        out[f"rng.torch.{rank}"] = state
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             out[f"rng.cuda.{i}"] = s
     return out
 
 
-def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
+def restore_rng(tensors: dict[str, torch.Tensor], rank: int = 0) -> None:
+    state = tensors.get(f"rng.torch.{rank}", tensors.get("rng.torch"))
+    if state is not None:
+        torch.set_rng_state(state)
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
 
 
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, state: dict, keep: int = 2) -> Path:
+                    optimizer: torch.optim.Optimizer, state: dict, keep: int = 2,
+                    rng_states: list[torch.Tensor] | None = None) -> Path:
     """Write checkpoints/step-XXXXXXXX atomically; keep the newest `keep` complete ones."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -175,7 +180,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     tmp.mkdir()
     save_file(state_tensors(model), str(tmp / "model.safetensors"))
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
-    save_file({**opt_tensors, **rng_tensors()}, str(tmp / "optim.safetensors"))
+    save_file({**opt_tensors, **rng_tensors(rng_states)}, str(tmp / "optim.safetensors"))
     (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": opt_meta, **state}, indent=2))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:

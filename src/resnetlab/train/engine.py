@@ -89,38 +89,61 @@ def machine_id(device: torch.device) -> str:
     return f"{cpu} x{torch.get_num_threads()}"
 
 
-def time_steps(model: nn.Module, engine: Engine, shape: tuple[int, ...], batch: int, num_classes: int,
-               min_seconds: float = 1.0, max_steps: int = 20) -> float:
-    """Images per second of full SGD training steps on random data (after warm-up)."""
-    device = torch.device(engine.device)
-    model = model.to(device, memory_format=engine.memory_format).train()
-    step_model = torch.compile(model) if engine.compile else model
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch, *shape, device=device).contiguous(memory_format=engine.memory_format)
-    y = torch.randint(0, num_classes, (batch,), device=device)
+class _Trial:
+    """One candidate set-up, ready to time: its own model copy, optimiser and random batch."""
 
-    def step():
-        with engine.autocast():
-            loss = classic_loss(step_model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def __init__(self, model: nn.Module, engine: Engine, shape: tuple[int, ...], batch: int,
+                 num_classes: int):
+        self.device = torch.device(engine.device)
+        self.engine = engine
+        model = model.to(self.device, memory_format=engine.memory_format).train()
+        self.model = torch.compile(model) if engine.compile else model
+        self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        self.x = torch.randn(batch, *shape, device=self.device).contiguous(memory_format=engine.memory_format)
+        self.y = torch.randint(0, num_classes, (batch,), device=self.device)
+        self.batch, self.times = batch, []
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(2):
-        step()
-    sync()
-    # The median step time: robust to a stray hiccup of a busy machine.
-    times, t_end = [], time.perf_counter() + min_seconds
-    while len(times) < 3 or (time.perf_counter() < t_end and len(times) < max_steps):
+    def step(self) -> float:
         t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+        with self.engine.autocast():
+            loss = classic_loss(self.model(self.x), self.y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
+
+    def rate(self) -> float:
+        return self.batch / statistics.median(self.times)
+
+
+def time_candidates(build: Callable[[], nn.Module], engines: list[Engine], shape: tuple[int, ...],
+                    batch: int, num_classes: int, seconds: float = 1.0, rounds: int = 4) -> list[float]:
+    """Images per second of full SGD training steps of each candidate, on random data.
+
+    Candidates are timed in alternating rounds (A B C, A B C, ...) and each one's median step time
+    kept: a shared machine's speed drifts, and alternation spreads the drift over all candidates
+    instead of penalising whichever ran during a slow spell. About `seconds` per candidate in all.
+    """
+    trials = [_Trial(build(), e, shape, batch, num_classes) for e in engines]
+    for t in trials:          # warm-up: first-call kernel selection, allocator growth
+        t.step()
+        t.step()
+    budget = seconds / rounds
+    for _ in range(rounds):
+        for t in trials:
+            t_end = time.perf_counter() + budget
+            t.times.append(t.step())
+            while time.perf_counter() < t_end and len(t.times) < 10 * rounds:
+                t.times.append(t.step())
+    return [t.rate() for t in trials]
+
+
+def time_steps(model: nn.Module, engine: Engine, shape: tuple[int, ...], batch: int, num_classes: int,
+               min_seconds: float = 1.0) -> float:
+    """Images per second of one set-up (used for the torch.compile trial)."""
+    return time_candidates(lambda: model, [engine], shape, batch, num_classes, min_seconds, rounds=2)[0]
 
 
 def _load_cache() -> dict:
@@ -162,15 +185,17 @@ def choose_engine(build: Callable[[], nn.Module], key: str, shape: tuple[int, ..
     cache = _load_cache()
     ckey = f"{key}|{tuple(shape)}|b{batch}|{machine_id(device)}|torch {torch.__version__}"
     entry = cache.get(ckey, {})
-    rates, probed = {}, False
-    for cand in candidates:
-        name = f"{cand.precision}{'+cl' if cand.channels_last else ''}"
-        if name not in entry:
-            entry[name] = round(time_steps(build(), cand, shape, batch, num_classes), 1)
-            probed = True
-        rates[name] = entry[name]
+    def label(e: Engine) -> str:
+        return f"{e.precision}{'+cl' if e.channels_last else ''}"
+
+    todo = [c for c in candidates if label(c) not in entry]
+    probed = bool(todo)
+    if todo:
+        for cand, rate in zip(todo, time_candidates(build, todo, shape, batch, num_classes), strict=True):
+            entry[label(cand)] = round(rate, 1)
+    rates = {label(c): entry[label(c)] for c in candidates}
     best_name = max(rates, key=rates.get)
-    best = next(c for c in candidates if f"{c.precision}{'+cl' if c.channels_last else ''}" == best_name)
+    best = next(c for c in candidates if label(c) == best_name)
     best.chosen_by, best.probe = ("probe" if probed else "cache"), dict(rates)
 
     if compile == "on":
@@ -184,7 +209,7 @@ def choose_engine(build: Callable[[], nn.Module], key: str, shape: tuple[int, ..
             t0 = time.perf_counter()
             trial = Engine(**{**asdict(best), "compile": True})
             try:
-                entry[cname] = round(time_steps(build(), trial, shape, batch, num_classes, 2.0, 40), 1)
+                entry[cname] = round(time_steps(build(), trial, shape, batch, num_classes, 2.0), 1)
             except Exception as e:   # a compiler missing or failing is a reason not to compile
                 log(f"torch.compile unavailable here ({type(e).__name__}); training eagerly")
                 entry[cname] = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ..data.stream import loader_for, open_data
 from ..errors import ResnetlabError
 from ..models import create_model
 from .checkpoint import latest_checkpoint, load_weights_into, read_weights
+from .distributed import Dist, sum_over_ranks, sum_tensor_over_ranks
 from .engine import resolve_device
 from .metrics import EvalResult, confusion_matrix, topk_correct
 
@@ -30,17 +32,21 @@ def load_run_config(run_dir: str | Path) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int) -> EvalResult:
-    """Top-1/top-5 error, loss and confusion matrix over the whole loader, in fp32.
+def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int, d: Dist | None = None,
+             autocast=None) -> EvalResult:
+    """Top-1/top-5 error, loss and confusion matrix over the whole loader; fp32 unless `autocast`
+    (a context-manager factory, e.g. Engine.autocast) is given.
 
     A "ten-crop" view yields 10 crops per image (crop-major); their softmax scores are averaged.
+    With several processes each evaluates its share and the sums are added over ranks.
     """
     was_training = model.training
     model.eval()
     loss_sum, hits, n = 0.0, [0, 0], 0
     preds, labels = [], []
     for x, y in loader.epoch():
-        logits = model(x).float()
+        with autocast() if autocast else contextlib.nullcontext():
+            logits = model(x).float()
         if logits.shape[0] != y.shape[0]:   # ten-crop: average the probabilities of the crops
             probs = logits.softmax(1).view(-1, y.shape[0], logits.shape[1]).mean(0)
             logits = probs.clamp_min(1e-12).log()
@@ -51,7 +57,14 @@ def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int) -> E
         preds.append(logits.argmax(1).cpu())
         labels.append(y.cpu())
     model.train(was_training)
-    conf = confusion_matrix(torch.cat(preds), torch.cat(labels), num_classes)
+    conf = (confusion_matrix(torch.cat(preds), torch.cat(labels), num_classes) if preds
+            else torch.zeros(num_classes, num_classes, dtype=torch.int64))
+    if d is not None and d.enabled:
+        loss_sum, top1, top5, n = sum_over_ranks([loss_sum, *hits, n], d)
+        hits, n = [top1, top5], int(n)
+        conf = sum_tensor_over_ranks(conf, d)
+    if n == 0:
+        raise ResnetlabError("nothing to evaluate: the evaluation set is empty")
     return EvalResult(n, loss_sum / n, 1 - hits[0] / n, 1 - hits[1] / n, conf)
 
 

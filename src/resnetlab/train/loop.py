@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from .. import __version__
@@ -33,6 +34,7 @@ from ..data.stream import images_for_statistics, loader_for, open_data
 from ..errors import ResnetlabError
 from ..models import create_model, get_entry
 from ..models.classic import classic_loss, main_logits
+from . import distributed
 from .checkpoint import (
     latest_checkpoint,
     load_weights_into,
@@ -61,6 +63,7 @@ class TrainConfig:
     checkpoint_every: int = 0      # steps between checkpoints; 0: at the end of every epoch only
     log_every: int = 0             # steps between train records; 0: about 10 per epoch
     train_subset: int | None = None  # first N training images only (quick studies)
+    sync_bn: bool = False            # several processes: BatchNorm statistics over the global batch
     image_size: int | None = None    # image folders: resize + centre-crop to this square side
     stream: str = "auto"             # image folders: auto (stream if too big for memory) | on | off
 
@@ -106,8 +109,13 @@ def _log(msg: str) -> None:
 
 def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits | None = None,
           progress: bool = True) -> dict:
-    """Train per `cfg` (or resume the run folder `cfg`); returns the summary dict."""
+    """Train per `cfg` (or resume the run folder `cfg`); returns the summary dict.
+
+    Under torchrun every rank calls this; each trains on its slice of every global batch, DDP
+    averages gradients, metrics are summed over ranks, and only rank 0 writes files.
+    """
     t_start = time.time()
+    d = distributed.init(cfg.device if isinstance(cfg, TrainConfig) else "auto")
     # ---- the run folder: a new run, or the saved config of the run to resume -------------------
     if resume:
         out = Path(cfg.out if isinstance(cfg, TrainConfig) else cfg)
@@ -119,8 +127,10 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
         if latest_checkpoint(out) or (out / "model.safetensors").exists():
             raise ResnetlabError(f"{out} already holds a run; continue it with --resume {out} or "
                                  "choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if d.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     recipe = cfg.recipe
+    progress = progress and d.is_main
 
     # ---- data ------------------------------------------------------------------------------------
     data = data or open_data(cfg.data, data_dir=cfg.data_dir, image_size=cfg.image_size, stream=cfg.stream)
@@ -133,7 +143,7 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     input_size = (c, size, size) if recipe.crop_size else (c, h, w)
 
     # ---- model, engine, optimiser, schedule ---------------------------------------------------------
-    device = resolve_device(cfg.device)
+    device = distributed.device_for(d, resolve_device(cfg.device))
 
     def build():
         return create_model(cfg.model, num_classes=num_classes, in_channels=c, **cfg.model_options)
@@ -150,19 +160,22 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     if resume:
         engine = Engine.from_dict({**saved["engine"], "chosen_by": "resume"})
     else:
-        engine = choose_engine(build, cfg.model, input_size, recipe.batch_size, num_classes, device,
-                               recipe.precision, recipe.channels_last, recipe.compile,
-                               expected_steps=total_steps, log=_log)
-    if engine.device != str(device) and not resume:
-        engine.device = str(device)
-    device = torch.device(engine.device)
+        engine = None
+        if d.is_main:   # one probe, at the per-rank batch size; every rank uses its answer
+            engine = choose_engine(build, cfg.model, input_size, recipe.batch_size // d.world_size,
+                                   num_classes, device, recipe.precision, recipe.channels_last,
+                                   recipe.compile, expected_steps=total_steps, log=_log)
+        engine = Engine.from_dict(distributed.broadcast(engine.to_dict() if engine else None, d))
+    engine.device = str(device)
     model.to(device, memory_format=engine.memory_format)
+    if d.enabled and cfg.sync_bn:
+        model = distributed.convert_sync_batchnorm(model, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
     warm = bool(recipe.warmup_lr) and model_depth(model) >= recipe.warmup_min_depth
     schedule = Schedule(recipe, total_steps, state={"warm": warm})
     log = MetricsLog(out / "metrics.jsonl")
-    window = {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "seconds": 0.0}
+    window = _empty_window()
     step = 0
 
     if resume:
@@ -170,13 +183,14 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
             load_weights_into(model, ckpt.model_tensors(), str(ckpt.path))
             opt_t = ckpt.optim_tensors()
             optimizer_from_tensors(optimizer, opt_t, ckpt.state["optimizer"])
-            restore_rng(opt_t)
+            restore_rng(opt_t, d.rank)
             schedule.state = ckpt.state["schedule"]
             window = ckpt.state["window"]
             step = ckpt.step
-        log.truncate_after(step)
-        _log(f"resuming {out} at step {step}/{total_steps} ({engine.label()})")
-    else:
+        if d.is_main:
+            log.truncate_after(step)
+        _log_main(d, f"resuming {out} at step {step}/{total_steps} ({engine.label()})")
+    elif d.is_main:
         log.path.unlink(missing_ok=True)
         save_weights(out / "preprocess.safetensors", normalizer)
         write_json(out / "config.json", {
@@ -184,103 +198,140 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
             "input_size": list(input_size), "stored_size": [c, h, w], "num_classes": num_classes,
             "data_source": data.source, "train_images": len(train_set),
             "val_images": len(val_set) if val_set else 0, "test_images": len(data.test),
-            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "world_size": d.world_size,
             "machine": machine_id(device), "torch": torch.__version__, "resnetlab": __version__,
         })
         _log(f"training {cfg.model} on {cfg.data} ({len(train_set)} images, {num_classes} classes) "
              f"for {total_steps} steps with {recipe.name}; engine: {engine.label()} "
-             f"[{engine.chosen_by}: {engine.probe}]")
+             f"[{engine.chosen_by}: {engine.probe}]" + (f"; {d.world_size} processes" if d.enabled else ""))
 
-    # ---- loaders ---------------------------------------------------------------------------------
+    # ---- loaders: each rank its slice of every training batch and its share of the test set ------
     train_view = View(recipe.augment, recipe.pad, recipe.crop_size, pca_lighting=recipe.pca_lighting)
     eval_view = View(recipe.eval_view, size=recipe.crop_size)
     common = dict(normalizer=normalizer, device=device, channels_last=engine.channels_last)
     train_loader = loader_for(train_set, recipe.batch_size, train=True, view=train_view, seed=cfg.seed,
-                              **common)
-    eval_loaders = {"test": loader_for(data.test, recipe.eval_batch_size, train=False, view=eval_view,
-                                       **common)}
-    if val_set is not None:
-        eval_loaders["val"] = loader_for(val_set, recipe.eval_batch_size, train=False, view=eval_view,
-                                         **common)
+                              rank=d.rank, world_size=d.world_size, **common)
+    eval_sets = {"test": data.test, **({"val": val_set} if val_set is not None else {})}
+    eval_loaders = {k: loader_for(v.subset(distributed.shard(len(v), d)) if d.enabled else v,
+                                  recipe.eval_batch_size, train=False, view=eval_view, **common)
+                    for k, v in eval_sets.items()}
 
     # ---- the loop ----------------------------------------------------------------------------------
-    forward = torch.compile(model) if engine.compile else model
+    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else model
+    forward = torch.compile(net) if engine.compile else net
     log_every = cfg.log_every or max(1, steps_per_epoch // 10)
     eval_every = max(1, round(recipe.eval_every * steps_per_epoch))
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not progress, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     last_eval: dict = {}
     model.train()
-    while step < total_steps:
-        epoch = step // steps_per_epoch
-        t_batch = time.perf_counter()
-        for x, y in train_loader.epoch(epoch, start=step % steps_per_epoch):
-            lr = schedule.lr(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with engine.autocast():
-                outputs = forward(x)
-                loss = classic_loss(outputs, y, lambda o, t: F.cross_entropy(
-                    o.float(), t, label_smoothing=recipe.label_smoothing))
-            logits = main_logits(outputs)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_value = loss.item()   # one sync per step: also the NaN guard
-            if not math.isfinite(loss_value):
-                bar.close()
-                raise _diverged(out, step, epoch, lr, loss_value)
-            correct = int((logits.argmax(1) == y).sum())
-            step += 1
-            window["loss"] += loss_value * y.shape[0]
-            window["correct"] += correct
-            window["seen"] += y.shape[0]
-            window["steps"] += 1
-            now = time.perf_counter()
-            window["seconds"] += now - t_batch
-            if schedule.state.get("warm"):
-                schedule.after_train_error(1 - correct / y.shape[0])
-            bar.update(1)
-
-            if step % log_every == 0 or step == total_steps:
-                rec = {"kind": "train", "step": step, "epoch": step / steps_per_epoch, "lr": lr,
-                       "train_loss": window["loss"] / window["seen"],
-                       "train_error": 1 - window["correct"] / window["seen"],
-                       "images_per_s": window["seen"] / max(window["seconds"], 1e-9),
-                       "time": time.time() - t_start}
-                log.write(rec)
-                bar.set_postfix(loss=f"{rec['train_loss']:.3f}", err=f"{rec['train_error']:.3f}",
-                                ips=f"{rec['images_per_s']:.0f}", **last_eval)
-                window = {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "seconds": 0.0}
-            if step % eval_every == 0 or step == total_steps:
-                rec = {"kind": "eval", "step": step, "epoch": step / steps_per_epoch, "lr": lr}
-                for split, loader in eval_loaders.items():
-                    r = evaluate(model, loader, num_classes)
-                    rec.update({f"{split}_loss": r.loss, f"{split}_top1_error": r.top1_error,
-                                f"{split}_top5_error": r.top5_error})
-                rec["time"] = time.time() - t_start
-                log.write(rec)
-                schedule.after_eval(rec.get("val_top1_error", rec["test_top1_error"]))
-                last_eval = {"test_err": f"{rec['test_top1_error']:.4f}"}
-                bar.set_postfix(**last_eval)
-            if (step % steps_per_epoch == 0 or step == total_steps
-                    or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-                save_checkpoint(out, step, model, optimizer,
-                                {"epoch": step / steps_per_epoch, "schedule": schedule.state,
-                                 "window": window})
+    try:
+        while step < total_steps:
+            epoch = step // steps_per_epoch
             t_batch = time.perf_counter()
-            if step >= total_steps:
-                break
-    bar.close()
+            for x, y in train_loader.epoch(epoch, start=step % steps_per_epoch):
+                lr = schedule.lr(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with engine.autocast():
+                    outputs = forward(x)
+                    loss = classic_loss(outputs, y, lambda o, t: F.cross_entropy(
+                        o.float(), t, label_smoothing=recipe.label_smoothing))
+                logits = main_logits(outputs)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                # One sync per step (summed over ranks): the metrics and the NaN guard, the same
+                # decision on every rank.
+                loss_sum, correct, seen = distributed.sum_over_ranks(
+                    [loss.item() * y.shape[0], float((logits.argmax(1) == y).sum()), float(y.shape[0])], d)
+                if not math.isfinite(loss_sum):
+                    bar.close()
+                    raise _diverged(out, step, epoch, lr, loss_sum)
+                step += 1
+                window["loss"] += loss_sum
+                window["correct"] += int(correct)
+                window["seen"] += int(seen)
+                window["steps"] += 1
+                window["seconds"] += time.perf_counter() - t_batch
+                if schedule.state.get("warm"):
+                    schedule.after_train_error(1 - correct / seen)
+                bar.update(1)
+
+                if step % log_every == 0 or step == total_steps:
+                    rec = _train_record(window, step, steps_per_epoch, lr, time.time() - t_start)
+                    if d.is_main:
+                        log.write(rec)
+                    bar.set_postfix(loss=f"{rec['train_loss']:.3f}", err=f"{rec['train_error']:.3f}",
+                                    ips=f"{rec['images_per_s']:.0f}", **last_eval)
+                    window = _empty_window()
+                if step % eval_every == 0 or step == total_steps:
+                    rec = {"kind": "eval", "step": step, "epoch": step / steps_per_epoch, "lr": lr}
+                    # Evaluations along the way run at the training precision (half the time of
+                    # fp32 on a CPU with bf16); the last one, the run's reported result, in fp32.
+                    final_eval = step == total_steps
+                    rec["precision"] = "fp32" if final_eval else engine.precision
+                    for split, loader in eval_loaders.items():
+                        r = evaluate(model, loader, num_classes, d,
+                                     autocast=None if final_eval else engine.autocast)
+                        rec.update({f"{split}_loss": r.loss, f"{split}_top1_error": r.top1_error,
+                                    f"{split}_top5_error": r.top5_error})
+                    rec["time"] = time.time() - t_start
+                    if d.is_main:
+                        log.write(rec)
+                    schedule.after_eval(rec.get("val_top1_error", rec["test_top1_error"]))
+                    last_eval = {"test_err": f"{rec['test_top1_error']:.4f}"}
+                    bar.set_postfix(**last_eval)
+                if (step % steps_per_epoch == 0 or step == total_steps
+                        or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+                    rngs = distributed.gather(torch.get_rng_state(), d)   # every rank's RNG
+                    if d.is_main:
+                        save_checkpoint(out, step, model, optimizer,
+                                        {"epoch": step / steps_per_epoch, "schedule": schedule.state,
+                                         "window": window}, rng_states=rngs)
+                t_batch = time.perf_counter()
+                if step >= total_steps:
+                    break
+    except RuntimeError as e:
+        if d.enabled and distributed.is_peer_failure(e):
+            raise ResnetlabError(f"rank {d.rank}: another process of this {d.world_size}-process run "
+                                 f"stopped ({str(e).splitlines()[0][:120]}); resume with "
+                                 f"`resnetlab train --resume {out} --nproc {d.world_size}`") from None
+        raise
+    finally:
+        bar.close()
 
     # ---- the end: final weights and a summary -------------------------------------------------------
-    save_weights(out / "model.safetensors", model, {"model": cfg.model, "step": step})
+    summary = None
+    if d.is_main:
+        save_weights(out / "model.safetensors", model, {"model": cfg.model, "step": step})
+        summary = _summary(cfg, log, step, steps_per_epoch, engine)
+        write_json(out / "summary.json", summary)
+        _log(f"done: test error {summary['test_top1_error']:.4f} (top-5 {summary['test_top5_error']:.4f}) "
+             f"after {step} steps; weights in {out / 'model.safetensors'}")
+    summary = distributed.broadcast(summary, d)
+    distributed.barrier(d)
+    return summary
+
+
+def _empty_window() -> dict:
+    return {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "seconds": 0.0}
+
+
+def _train_record(window: dict, step: int, steps_per_epoch: int, lr: float, elapsed: float) -> dict:
+    return {"kind": "train", "step": step, "epoch": step / steps_per_epoch, "lr": lr,
+            "train_loss": window["loss"] / window["seen"],
+            "train_error": 1 - window["correct"] / window["seen"],
+            "images_per_s": window["seen"] / max(window["seconds"], 1e-9), "time": elapsed}
+
+
+def _summary(cfg: TrainConfig, log: MetricsLog, step: int, steps_per_epoch: int, engine: Engine) -> dict:
     records = log.read()
     evals = [r for r in records if r["kind"] == "eval"]
     trains = [r for r in records if r["kind"] == "train"]
     final = evals[-1]
     summary = {
-        "model": cfg.model, "data": cfg.data, "recipe": recipe.name, "steps": step,
+        "model": cfg.model, "data": cfg.data, "recipe": cfg.recipe.name, "steps": step,
         "epochs": step / steps_per_epoch, "engine": engine.label(),
         "test_top1_error": final["test_top1_error"], "test_top5_error": final["test_top5_error"],
         "test_accuracy": 1 - final["test_top1_error"],
@@ -291,10 +342,12 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     }
     if "val_top1_error" in final:
         summary["val_top1_error"] = final["val_top1_error"]
-    write_json(out / "summary.json", summary)
-    _log(f"done: test error {summary['test_top1_error']:.4f} (top-5 {summary['test_top5_error']:.4f}) "
-         f"after {step} steps; weights in {out / 'model.safetensors'}")
     return summary
+
+
+def _log_main(d, msg: str) -> None:
+    if d.is_main:
+        _log(msg)
 
 
 def _diverged(out: Path, step: int, epoch: int, lr: float, value: float) -> Diverged:
