@@ -124,3 +124,22 @@ def test_response_std_matches_a_hand_computed_std():
                 h = block.relu(b + (h if block.downsample is None else block.downsample(h)))
     assert got == pytest.approx(expect, rel=1e-6)
     assert len(model.bn1._forward_hooks) == 0
+
+
+def test_transfer_end_to_end(tmp_path, monkeypatch):
+    from resnetlab.experiments import transfer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_fashion_like(tmp_path / "data", n_train=400, n_test=100, size=12, classes=10)
+    spec = ExperimentSpec(data="fashion-mnist", data_dir=str(tmp_path / "data"), out=tmp_path / "out",
+                          recipe="fast", epochs=1, iterations=None, engine=FIXED, progress=False)
+    r = transfer.run(spec, model="resnet8", sizes=(4, 8), iterations=10)
+    assert set(r["accuracy"]) == {4, 8}
+    assert set(r["models"]) == {f"{m}-{n}" for m in transfer.MODES for n in (4, 8)}
+    assert r["models"]["frozen-4"]["batch_size"] == 10
+    assert len(r["verdicts"]) == 2 and "per class" in r["verdicts"][0]
+    evals = [line for line in (spec.out / "runs" / "scratch-4" / "metrics.jsonl").read_text().splitlines()
+             if '"eval"' in line]
+    assert len(evals) == 5
+    md = (spec.out / "transfer.md").read_text()
+    assert "| 8 |" in md and "frozen backbone" in md

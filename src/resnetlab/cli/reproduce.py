@@ -24,7 +24,7 @@ def add_commands(sub) -> None:
     p.add_argument("--depths", type=int, nargs="+", help="depths 6n+2 (degradation/responses default "
                    "20 56; depth default 20 32 44 56 110)")
     p.add_argument("--depth", type=int, default=20, help="shortcuts: the depth to compare A/B/C at")
-    p.add_argument("--recipe", default="paper-cifar", help="training recipe (default: paper-cifar)")
+    p.add_argument("--recipe", help="training recipe (default: paper-cifar; fast for transfer)")
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -40,13 +40,16 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out or f"results/{args.experiment}-{Path(args.data).name.split('.')[0]}-{args.budget}")
     engine = {k: v for k, v in (("precision", args.precision), ("channels_last", args.channels_last),
                                 ("compile", args.compile)) if v}
-    spec = ExperimentSpec(data=args.data, out=out, budget=args.budget, recipe=args.recipe,
+    recipe = args.recipe or ("fast" if args.experiment == "transfer" else "paper-cifar")
+    spec = ExperimentSpec(data=args.data, out=out, budget=args.budget, recipe=recipe,
                           epochs=args.epochs, iterations=args.iterations, data_dir=args.data_dir,
                           seed=args.seed, device=args.device, engine=engine,
                           train_subset=args.train_subset, progress=not args.no_progress)
     module = importlib.import_module(f"..experiments.{args.experiment}", __package__)
     if args.experiment == "shortcuts":
         result = module.run(spec, depth=args.depth)
+    elif args.experiment == "transfer":
+        result = module.run(spec)
     else:
         result = module.run(spec, depths=args.depths)
     print(f"\n{args.experiment} on {args.data} (budget {args.budget}), results in {out}/")

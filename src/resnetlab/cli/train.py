@@ -30,8 +30,55 @@ def add_commands(sub) -> None:
                        description="Train a registered model on a data set. Every run writes one "
                                    "folder (config.json, metrics.jsonl, checkpoints, model.safetensors).")
     p.add_argument("--model", help="model name (see `resnetlab models`)")
+    p.add_argument("--shortcut", choices=["A", "B", "C"], help="shortcut option (model default otherwise)")
+    p.add_argument("--zero-init-residual", action="store_true")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    _add_training_flags(p)
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("finetune", help="fine-tune pretrained weights on a data set",
+                       description="Start from a resnetlab run, a torchvision-format weights file, "
+                                   "torchvision:NAME or an akamaster CIFAR checkpoint; the classifier is "
+                                   "replaced for the new classes; the rest trains as `train` does.")
+    p.add_argument("--from", dest="source", required=True, metavar="SOURCE",
+                   help="run folder, checkpoint folder, .pth/.th/.safetensors file, or torchvision:NAME")
+    p.add_argument("--model", help="architecture of the weights (default: read off the weights)")
+    p.add_argument("--freeze", default="none", help="none | backbone | stages:N (the stem and first N "
+                   "stages); frozen layers keep their weights and BN statistics")
+    p.add_argument("--backbone-lr-mult", type=float, default=1.0,
+                   help="learning-rate factor for everything but the new classifier (e.g. 0.1)")
+    p.add_argument("--resume", metavar="RUN_DIR", help=argparse.SUPPRESS)
+    _add_training_flags(p)
+    p.set_defaults(run=cmd_finetune, shortcut=None, zero_init_residual=False)
+
+    p = sub.add_parser("import", help="make a run folder from external weights (torchvision, akamaster, "
+                                      "...), so eval / predict / export / show work on them")
+    p.add_argument("source", help=".pth/.th/.safetensors file, run folder, or torchvision:NAME")
+    p.add_argument("--data", required=True, help="the data set the weights classify (class names, size)")
+    p.add_argument("--data-dir")
+    p.add_argument("--model", help="architecture (default: read off the weights)")
+    p.add_argument("--normalize", default="imagenet", choices=["imagenet", "channel", "pixel-mean", "none"],
+                   help="the input normalisation the weights were trained with (default: imagenet)")
+    p.add_argument("--out", required=True, help="the run folder to write")
+    p.set_defaults(run=cmd_import)
+
+    p = sub.add_parser("eval", help="evaluate a trained run: top-1/top-5 error, per-class accuracy, "
+                                    "confusion matrix")
+    p.add_argument("run_dir", help="a run folder written by `resnetlab train`")
+    p.add_argument("--data", help="data set (default: the one the run was trained on)")
+    p.add_argument("--data-dir")
+    p.add_argument("--split", default="test", choices=["test", "train"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON (top1_error, top5_error as fractions)")
+    p.set_defaults(run=cmd_eval)
+
+
+def _add_training_flags(p) -> None:
+    """Flags shared by train and finetune: data, recipe overrides, engine, run folder."""
     p.add_argument("--data", help="fashion-mnist, mnist, cifar10, cifar100, or a folder/archive of images")
     p.add_argument("--data-dir", help="where to look for data sets first")
+    p.add_argument("--classes", type=int, nargs="+", help="train on these class indices only")
+    p.add_argument("--per-class", type=int, help="at most N training images per class")
     p.add_argument("--recipe", default="fast", choices=sorted(RECIPES), help="named recipe (default: fast)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=float, help="run length in epochs")
@@ -46,12 +93,9 @@ def add_commands(sub) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="default: probe the machine")
     p.add_argument("--channels-last", choices=["auto", "on", "off"])
     p.add_argument("--compile", choices=["auto", "on", "off"])
-    p.add_argument("--shortcut", choices=["A", "B", "C"], help="shortcut option (model default otherwise)")
-    p.add_argument("--zero-init-residual", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints "
                    "(default: every epoch)")
     p.add_argument("--log-every", type=int, default=0, help="steps between training-metric records "
@@ -68,22 +112,47 @@ def add_commands(sub) -> None:
                    "the global batch (SyncBatchNorm)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(run=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a trained run: top-1/top-5 error, per-class accuracy, "
-                                    "confusion matrix")
-    p.add_argument("run_dir", help="a run folder written by `resnetlab train`")
-    p.add_argument("--data", help="data set (default: the one the run was trained on)")
-    p.add_argument("--data-dir")
-    p.add_argument("--split", default="test", choices=["test", "train"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print JSON (top1_error, top5_error as fractions)")
-    p.set_defaults(run=cmd_eval)
+
+def _config_from_args(args, model: str, options: dict, **extra):
+    from ..train.loop import TrainConfig
+
+    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in
+                 _RECIPE_FLAGS.items()}
+    overrides.update(epochs=args.epochs, iterations=args.iterations, nesterov=args.nesterov,
+                     schedule=args.schedule, milestones=args.milestones, augment=args.augment,
+                     normalize=args.normalize, precision=args.precision,
+                     channels_last=args.channels_last, compile=args.compile)
+    return TrainConfig(model=model, data=args.data, out=_out_dir(args, model),
+                       recipe=get_recipe(args.recipe, **overrides), model_options=options,
+                       data_dir=args.data_dir, seed=args.seed, device=args.device,
+                       checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                       train_subset=args.train_subset, image_size=args.image_size, stream=args.stream,
+                       sync_bn=args.sync_bn, classes=args.classes, per_class=args.per_class, **extra)
+
+
+def cmd_finetune(args) -> int:
+    from ..train.distributed import launched_by_torchrun
+    from ..train.loop import train
+    from ..transfer import load_source
+
+    if not args.data:
+        raise ResnetlabError("finetune needs --data")
+    if args.nproc > 1 and not launched_by_torchrun():
+        return _relaunch_with_torchrun(args)
+    if args.resume:
+        summary = train(args.resume, resume=True, progress=not args.no_progress)
+    else:
+        source = load_source(args.source, args.model)
+        cfg = _config_from_args(args, source.model, source.options, init_from=args.source,
+                                freeze=args.freeze, backbone_lr_mult=args.backbone_lr_mult)
+        summary = train(cfg, progress=not args.no_progress)
+    return _report(args, summary)
 
 
 def cmd_train(args) -> int:
     from ..train.distributed import launched_by_torchrun
-    from ..train.loop import TrainConfig, train
+    from ..train.loop import train
 
     if args.nproc < 1:
         raise ResnetlabError(f"--nproc must be 1 or more, got {args.nproc}")
@@ -94,23 +163,14 @@ def cmd_train(args) -> int:
     else:
         if not args.model or not args.data:
             raise ResnetlabError("train needs --model and --data (or --resume RUN_DIR)")
-        overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in
-                     _RECIPE_FLAGS.items()}
-        overrides.update(epochs=args.epochs, iterations=args.iterations, nesterov=args.nesterov,
-                         schedule=args.schedule, milestones=args.milestones, augment=args.augment,
-                         normalize=args.normalize, precision=args.precision,
-                         channels_last=args.channels_last, compile=args.compile)
-        recipe = get_recipe(args.recipe, **overrides)
         options = {"shortcut": args.shortcut} if args.shortcut else {}
         if args.zero_init_residual:
             options["zero_init_residual"] = True
-        out = _out_dir(args)
-        cfg = TrainConfig(model=args.model, data=args.data, out=out, recipe=recipe, model_options=options,
-                          data_dir=args.data_dir, seed=args.seed, device=args.device,
-                          checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                          train_subset=args.train_subset,
-                          image_size=args.image_size, stream=args.stream, sync_bn=args.sync_bn)
-        summary = train(cfg, progress=not args.no_progress)
+        summary = train(_config_from_args(args, args.model, options), progress=not args.no_progress)
+    return _report(args, summary)
+
+
+def _report(args, summary: dict) -> int:
     if int(os.environ.get("RANK", "0")) != 0:   # under torchrun, rank 0 reports
         return 0
     if args.json:
@@ -122,10 +182,11 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _out_dir(args) -> str:
+def _out_dir(args, model: str | None = None) -> str:
     if args.out:
         return args.out
-    return str(Path("runs") / f"{args.model}-{Path(args.data or 'data').name.split('.')[0]}")
+    model = model or args.model or "model"
+    return str(Path("runs") / f"{model}-{Path(args.data or 'data').name.split('.')[0]}")
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -153,6 +214,14 @@ def _relaunch_with_torchrun(args) -> int:
         raise ResnetlabError(f"the {args.nproc}-process run stopped (torchrun exit code {code}; the failing "
                              f"rank is named above); resume it with `resnetlab train --resume {out} "
                              f"--nproc {args.nproc}`")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from ..transfer import import_run
+
+    out = import_run(args.source, args.out, args.data, args.normalize, args.data_dir, args.model)
+    print(f"wrote {out}: evaluate it with `resnetlab eval {out}`")
     return 0
 
 

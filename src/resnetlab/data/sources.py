@@ -419,3 +419,40 @@ def load_dataset(spec: str | Path, data_dir: str | Path | None = None, download:
         train, test = (ImageSet(images, labels, classes) for images, labels in parts)
     splits = DataSplits(name, train, test, classes, str(place))
     return _resize_splits(splits, image_size) if image_size else splits
+
+
+def restrict(splits: DataSplits, classes: list[int] | None = None, per_class: int | None = None,
+             seed: int = 0) -> DataSplits:
+    """Only the given classes (relabelled 0..k-1 in the order given), and at most `per_class`
+    training images of each (a fixed random choice per seed): for transfer-learning studies."""
+    if not classes and not per_class:
+        return splits
+    if not isinstance(splits.train, ImageSet):
+        raise ResnetlabError("--classes / --per-class need the data in memory; use --stream off")
+    names = splits.classes
+    classes = list(classes) if classes else list(range(len(names)))
+    bad = [c for c in classes if not 0 <= c < len(names)]
+    if bad or len(set(classes)) != len(classes):
+        raise ResnetlabError(f"--classes {classes}: give distinct class indices in 0..{len(names) - 1}")
+    mapping = torch.full((len(names),), -1, dtype=torch.int64)
+    mapping[classes] = torch.arange(len(classes))
+    kept = [names[c] for c in classes]
+
+    def pick(part: ImageSet, limit: int | None) -> ImageSet:
+        new = mapping[part.labels]
+        index = (new >= 0).nonzero().flatten()
+        if limit:
+            gen = torch.Generator().manual_seed(seed + 104729)
+            chosen = []
+            for c in range(len(classes)):
+                members = index[new[index] == c]
+                if len(members) < limit:
+                    raise ResnetlabError(f"class {kept[c]!r} has {len(members)} training images, fewer "
+                                         f"than --per-class {limit}")
+                chosen.append(members[torch.randperm(len(members), generator=gen)[:limit]])
+            index = torch.cat(chosen).sort().values
+        sub = part.subset(index)
+        return ImageSet(sub.images, mapping[sub.labels], kept)
+
+    return DataSplits(splits.name, pick(splits.train, per_class), pick(splits.test, None), kept,
+                      splits.source)

@@ -2,6 +2,6 @@
 
 from .common import BUDGETS, ExperimentSpec
 
-EXPERIMENTS = ("degradation", "depth", "responses", "shortcuts")
+EXPERIMENTS = ("degradation", "depth", "responses", "shortcuts", "transfer")
 
 __all__ = ["BUDGETS", "EXPERIMENTS", "ExperimentSpec"]

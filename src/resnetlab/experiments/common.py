@@ -56,7 +56,8 @@ class ExperimentSpec:
     train_subset: int | None = None
     progress: bool = True
 
-    def recipe_for(self) -> Recipe:
+    def recipe_for(self, **extra) -> Recipe:
+        """The experiment's recipe at its budget; `extra` overrides fields for one run."""
         if self.budget not in BUDGETS:
             raise ResnetlabError(f"unknown budget {self.budget!r}; choose from {', '.join(BUDGETS)}")
         overrides = dict(BUDGETS[self.budget])
@@ -64,6 +65,9 @@ class ExperimentSpec:
             overrides.pop("epochs", None)
             overrides.pop("iterations", None)
             overrides.update(epochs=self.epochs, iterations=self.iterations)
+        if "iterations" in extra or "epochs" in extra:   # a run's own length replaces the budget's
+            overrides.update(epochs=None, iterations=None)
+        overrides.update(extra)
         return get_recipe(self.recipe, **overrides, **self.engine)
 
 
@@ -72,18 +76,21 @@ def run_name(model: str, options: dict) -> str:
 
 
 def train_or_reuse(spec: ExperimentSpec, model: str, options: dict | None = None,
-                   data: DataSplits | None = None) -> Path:
-    """Train `model` into OUT/runs/NAME, or reuse/resume what is there if its config matches."""
+                   data: DataSplits | None = None, name: str | None = None, recipe: Recipe | None = None,
+                   **fields) -> Path:
+    """Train `model` into OUT/runs/NAME, or reuse/resume what is there if its config matches.
+    `recipe` replaces the experiment's; `fields` set other TrainConfig fields (init_from, freeze,
+    classes, per_class, ...)."""
     options = options or {}
-    recipe = spec.recipe_for()
-    out = spec.out / "runs" / run_name(model, options)
+    recipe = recipe or spec.recipe_for()
+    out = spec.out / "runs" / (name or run_name(model, options))
     cfg = TrainConfig(model=model, data=spec.data, out=str(out), recipe=recipe, model_options=options,
                       data_dir=spec.data_dir, seed=spec.seed, device=spec.device,
-                      train_subset=spec.train_subset)
+                      train_subset=spec.train_subset, **fields)
     if (out / "config.json").exists():
         saved = load_run_config(out)["config"]
         mine = cfg.to_dict()
-        keys = ("model", "data", "model_options", "seed", "train_subset")
+        keys = ("model", "data", "model_options", "seed", "train_subset", *fields)
         same = all(saved.get(k) == mine[k] for k in keys) and _same_recipe(saved["recipe"], mine["recipe"])
         if not same:
             raise ResnetlabError(f"{out} holds a run with a different set-up (budget, recipe or seed); "

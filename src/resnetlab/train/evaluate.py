@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from ..data.augment import Normalizer
 from ..data.loader import BatchLoader, View
+from ..data.sources import restrict
 from ..data.stream import loader_for, open_data
 from ..errors import ResnetlabError
 from ..models import create_model
@@ -98,6 +99,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
     spec = data or cfg["data"]
     splits = open_data(spec, data_dir=data_dir or cfg.get("data_dir"), image_size=cfg.get("image_size"),
                        stream=cfg.get("stream", "auto"))
+    splits = restrict(splits, cfg.get("classes"), None)
     images = getattr(splits, split, None)
     if images is None:
         raise ResnetlabError(f"data set {spec!r} has no {split!r} split")

@@ -29,11 +29,12 @@ from tqdm import tqdm
 from .. import __version__
 from ..data.augment import Normalizer
 from ..data.loader import View
-from ..data.sources import DataSplits, ImageSet
+from ..data.sources import DataSplits, ImageSet, restrict
 from ..data.stream import images_for_statistics, loader_for, open_data
 from ..errors import ResnetlabError
 from ..models import create_model, get_entry
 from ..models.classic import classic_loss, main_logits
+from ..transfer import classifier_heads, freeze, initialize, load_source
 from . import distributed
 from .checkpoint import (
     latest_checkpoint,
@@ -64,6 +65,11 @@ class TrainConfig:
     log_every: int = 0             # steps between train records; 0: about 10 per epoch
     train_subset: int | None = None  # first N training images only (quick studies)
     sync_bn: bool = False            # several processes: BatchNorm statistics over the global batch
+    init_from: str | None = None     # fine-tuning: a run, a weights file or torchvision:NAME
+    freeze: str = "none"             # fine-tuning: none | backbone | stages:N
+    backbone_lr_mult: float = 1.0    # fine-tuning: learning-rate factor for all but the classifier
+    classes: list[int] | None = None  # keep only these classes (relabelled 0..k-1)
+    per_class: int | None = None     # at most this many training images per class
     image_size: int | None = None    # image folders: resize + centre-crop to this square side
     stream: str = "auto"             # image folders: auto (stream if too big for memory) | on | off
 
@@ -134,6 +140,7 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
 
     # ---- data ------------------------------------------------------------------------------------
     data = data or open_data(cfg.data, data_dir=cfg.data_dir, image_size=cfg.image_size, stream=cfg.stream)
+    data = restrict(data, cfg.classes, cfg.per_class, cfg.seed)
     train_set, val_set = split_validation(data.train, recipe.val_split, cfg.seed)
     if cfg.train_subset:
         train_set = train_set.subset(slice(0, cfg.train_subset))
@@ -151,6 +158,9 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     get_entry(cfg.model)  # fail early on a bad name
     torch.manual_seed(cfg.seed)
     model = build()
+    if cfg.init_from:   # a resumed run then overwrites these with its checkpoint
+        _log_main(d, initialize(model, load_source(cfg.init_from, cfg.model)))
+    frozen = freeze(model, cfg.freeze)
     normalizer = Normalizer.fit(images_for_statistics(train_set), recipe.normalize)
     steps_per_epoch = len(train_set) // recipe.batch_size
     if steps_per_epoch == 0:
@@ -170,8 +180,9 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     model.to(device, memory_format=engine.memory_format)
     if d.enabled and cfg.sync_bn:
         model = distributed.convert_sync_batchnorm(model, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.SGD(_param_groups(model, cfg.backbone_lr_mult), lr=recipe.lr,
+                                momentum=recipe.momentum, nesterov=recipe.nesterov,
+                                weight_decay=recipe.weight_decay)
     warm = bool(recipe.warmup_lr) and model_depth(model) >= recipe.warmup_min_depth
     schedule = Schedule(recipe, total_steps, state={"warm": warm})
     log = MetricsLog(out / "metrics.jsonl")
@@ -201,6 +212,8 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "world_size": d.world_size,
             "machine": machine_id(device), "torch": torch.__version__, "resnetlab": __version__,
         })
+        if frozen:
+            _log(f"frozen (weights and BN statistics): {', '.join(frozen)}")
         _log(f"training {cfg.model} on {cfg.data} ({len(train_set)} images, {num_classes} classes) "
              f"for {total_steps} steps with {recipe.name}; engine: {engine.label()} "
              f"[{engine.chosen_by}: {engine.probe}]" + (f"; {d.world_size} processes" if d.enabled else ""))
@@ -232,7 +245,7 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
             for x, y in train_loader.epoch(epoch, start=step % steps_per_epoch):
                 lr = schedule.lr(step)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_mult"]
                 with engine.autocast():
                     outputs = forward(x)
                     loss = classic_loss(outputs, y, lambda o, t: F.cross_entropy(
@@ -312,6 +325,18 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     summary = distributed.broadcast(summary, d)
     distributed.barrier(d)
     return summary
+
+
+def _param_groups(model: torch.nn.Module, backbone_lr_mult: float) -> list[dict]:
+    """Trainable parameters in two groups: the classifier at the schedule's lr, the rest at
+    lr * backbone_lr_mult (1 unless fine-tuning asks for a gentler backbone)."""
+    heads = classifier_heads(model)
+    head, body = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if any(name.startswith(h + ".") for h in heads) else body).append(p)
+    groups = [{"params": body, "lr_mult": backbone_lr_mult}, {"params": head, "lr_mult": 1.0}]
+    return [g for g in groups if g["params"]]
 
 
 def _empty_window() -> dict:
