@@ -3,25 +3,13 @@
 import gzip
 import json
 import struct
-import urllib.error
 
 import numpy as np
 import pytest
 
 from resnetlab.cli import main
-from resnetlab.data import sources
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("RESNETLAB_DATA", raising=False)
-    monkeypatch.setattr(sources, "SYSTEM_ROOTS", ())
-
-    def offline(url, dest):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(sources, "_download_file", offline)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def write_mnist(folder):

@@ -143,3 +143,20 @@ def test_transfer_end_to_end(tmp_path, monkeypatch):
     assert len(evals) == 5
     md = (spec.out / "transfer.md").read_text()
     assert "| 8 |" in md and "frozen backbone" in md
+
+
+def test_zoo_end_to_end(spec):
+    from resnetlab.experiments import zoo
+
+    r = zoo.run(spec, models=("lenet5", "resnet8"), seconds=2)
+    m = r["models"]
+    assert set(m) == {"lenet5", "resnet8"}
+    assert m["lenet5"]["params"] == 61_706   # LeNet-5 at 10 classes, 1 channel
+    for row in m.values():
+        assert row["iterations"] >= 20 and row["mult_adds"] > 0 and 0 <= row["test_accuracy"] <= 1
+        assert row["images_per_s"] > 0
+    md = (spec.out / "zoo.md").read_text()
+    assert "| lenet5 |" in md and "s of training" in md
+    # A rerun reuses the runs with the length they were given.
+    again = zoo.run(spec, models=("lenet5", "resnet8"), seconds=50)
+    assert again["models"]["resnet8"]["iterations"] == m["resnet8"]["iterations"]

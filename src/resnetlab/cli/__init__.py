@@ -14,7 +14,7 @@ import sys
 from ..errors import ResnetlabError
 
 # Sub-modules, in the order their commands appear in --help.
-_MODULES = ["models", "data", "train", "reproduce"]
+_MODULES = ["models", "data", "train", "reproduce", "predict", "export", "show", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

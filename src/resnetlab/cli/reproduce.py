@@ -10,7 +10,7 @@ from ..experiments import BUDGETS, EXPERIMENTS, ExperimentSpec
 
 def add_commands(sub) -> None:
     p = sub.add_parser(
-        "reproduce", help="reproduce an experiment of the paper (degradation, depth, responses, shortcuts)",
+        "reproduce", help="reproduce an experiment (degradation, depth, responses, shortcuts, transfer, zoo)",
         description="Train the experiment's models (or reuse/resume those already in --out), then write "
                     "results.json, a Markdown table and figures into --out and print a verdict.")
     p.add_argument("experiment", choices=EXPERIMENTS)
@@ -40,7 +40,7 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out or f"results/{args.experiment}-{Path(args.data).name.split('.')[0]}-{args.budget}")
     engine = {k: v for k, v in (("precision", args.precision), ("channels_last", args.channels_last),
                                 ("compile", args.compile)) if v}
-    recipe = args.recipe or ("fast" if args.experiment == "transfer" else "paper-cifar")
+    recipe = args.recipe or ("fast" if args.experiment in ("transfer", "zoo") else "paper-cifar")
     spec = ExperimentSpec(data=args.data, out=out, budget=args.budget, recipe=recipe,
                           epochs=args.epochs, iterations=args.iterations, data_dir=args.data_dir,
                           seed=args.seed, device=args.device, engine=engine,
@@ -48,7 +48,7 @@ def cmd_reproduce(args) -> int:
     module = importlib.import_module(f"..experiments.{args.experiment}", __package__)
     if args.experiment == "shortcuts":
         result = module.run(spec, depth=args.depth)
-    elif args.experiment == "transfer":
+    elif args.experiment in ("transfer", "zoo"):
         result = module.run(spec)
     else:
         result = module.run(spec, depths=args.depths)

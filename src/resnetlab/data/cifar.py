@@ -105,14 +105,18 @@ def read_cifar_batch(source) -> tuple[torch.Tensor, torch.Tensor]:
                              f"{type(batch).__name__}; this is not a CIFAR batch")
     data, labels = _get(batch, "data"), _get(batch, "labels", "fine_labels")
     if data is None or labels is None:
-        keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in batch)
+        keys = sorted(k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in batch)
         raise ResnetlabError(f"{label}: keys {keys} lack 'data' or 'labels'/'fine_labels'; "
                              f"this is not a CIFAR batch")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", type(data).__name__)
         raise ResnetlabError(f"{label}: 'data' must be uint8 N x 3072 (three 32x32 planes), got {shape}; "
                              f"the file is damaged or not from CIFAR")
-    labels = np.asarray(labels)
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError) as e:
+        raise ResnetlabError(f"{label}: the labels are not a list of integers ({e}); "
+                             "the file is damaged") from None
     if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
         raise ResnetlabError(f"{label}: {labels.shape} labels of type {labels.dtype} for {len(data)} "
                              f"images; the file is damaged")

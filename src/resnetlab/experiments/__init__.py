@@ -2,6 +2,6 @@
 
 from .common import BUDGETS, ExperimentSpec
 
-EXPERIMENTS = ("degradation", "depth", "responses", "shortcuts", "transfer")
+EXPERIMENTS = ("degradation", "depth", "responses", "shortcuts", "transfer", "zoo")
 
 __all__ = ["BUDGETS", "EXPERIMENTS", "ExperimentSpec"]

@@ -68,7 +68,8 @@ class ExperimentSpec:
         if "iterations" in extra or "epochs" in extra:   # a run's own length replaces the budget's
             overrides.update(epochs=None, iterations=None)
         overrides.update(extra)
-        return get_recipe(self.recipe, **overrides, **self.engine)
+        overrides.update(self.engine)   # the user's engine flags win
+        return get_recipe(self.recipe, **overrides)
 
 
 def run_name(model: str, options: dict) -> str:

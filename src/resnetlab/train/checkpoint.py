@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,17 @@ from safetensors.torch import load_file, save_file
 from ..errors import ResnetlabError
 
 CHECKPOINTS = "checkpoints"
+
+
+def failpoint(name: str, step: int | None = None) -> None:
+    """Crash testing: with RESNETLAB_FAILPOINT=name (or name@step) the process SIGKILLs itself here,
+    as a power cut or the OOM killer would. Used by the fault tests (docs/RELIABILITY.md)."""
+    spec = os.environ.get("RESNETLAB_FAILPOINT")
+    if not spec:
+        return
+    want, _, at = spec.partition("@")
+    if want == name and (not at or step == int(at)):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,6 +84,7 @@ def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict | None
     save_file(state_tensors(model), str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    failpoint(f"weights-before-rename:{path.name}")
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -145,6 +158,13 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
     for name, value in meta.get("scalars", {}).items():
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = value
+    saved = [len(g["params"]) for g in meta["param_groups"]]
+    wanted = [len(g["params"]) for g in optimizer.param_groups]
+    if saved != wanted:
+        raise ResnetlabError(
+            f"the checkpoint's optimizer has parameter groups of sizes {saved}, this run builds {wanted} "
+            "(written by another resnetlab version, or with other --freeze/--backbone-lr-mult settings); "
+            "resume with what wrote it, or train again into a new --out folder")
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
@@ -179,6 +199,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(state_tensors(model), str(tmp / "model.safetensors"))
+    failpoint("checkpoint-mid-write", step)
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
     save_file({**opt_tensors, **rng_tensors(rng_states)}, str(tmp / "optim.safetensors"))
     (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": opt_meta, **state}, indent=2))
@@ -186,10 +207,12 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     _fsync_dir(tmp)
+    failpoint("checkpoint-before-rename", step)
     if final.exists():   # a re-run of the same step (resume after a crash right after the rename)
         shutil.rmtree(final)
     os.rename(tmp, final)
     _fsync_dir(root)
+    failpoint("checkpoint-after-rename", step)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old.path, ignore_errors=True)
     return final

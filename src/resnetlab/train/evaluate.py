@@ -15,7 +15,7 @@ from ..data.sources import restrict
 from ..data.stream import loader_for, open_data
 from ..errors import ResnetlabError
 from ..models import create_model
-from .checkpoint import latest_checkpoint, load_weights_into, read_weights
+from .checkpoint import CHECKPOINTS, latest_checkpoint, load_weights_into, read_weights
 from .distributed import Dist, sum_over_ranks, sum_tensor_over_ranks
 from .engine import resolve_device
 from .metrics import EvalResult, confusion_matrix, topk_correct
@@ -69,24 +69,48 @@ def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int, d: D
     return EvalResult(n, loss_sum / n, 1 - hits[0] / n, 1 - hits[1] / n, conf)
 
 
-def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict, Normalizer]:
-    """The model of a finished (or checkpointed) run, its config.json, and its normalisation."""
-    run_dir = Path(run_dir)
+def resolve_run(path: str | Path) -> tuple[Path, Path]:
+    """(run folder, weights file) for a run folder, a `checkpoints/step-N` folder inside one, or a
+    .safetensors weights file in either."""
+    p = Path(path)
+    if not p.exists():
+        raise ResnetlabError(f"{p} not found; give a run folder (the --out of `resnetlab train`) or one "
+                             f"of its {CHECKPOINTS}/step-N folders")
+    weights = None
+    if p.is_file():
+        if p.suffix != ".safetensors" or p.name == "preprocess.safetensors":
+            raise ResnetlabError(f"{p} is a file; give a run folder or a {CHECKPOINTS}/step-N folder")
+        weights, p = p, p.parent
+    if (p / "config.json").is_file():
+        if weights is None:
+            if (p / "model.safetensors").is_file():
+                weights = p / "model.safetensors"
+            elif ckpt := latest_checkpoint(p):
+                weights = ckpt.path / "model.safetensors"
+            else:
+                raise ResnetlabError(f"{p} has no weights yet (no model.safetensors, no checkpoint)")
+        return p, weights
+    if p.parent.name == CHECKPOINTS and (p.parent.parent / "config.json").is_file():
+        if p.name.endswith(".tmp") or not (p / "state.json").is_file():
+            raise ResnetlabError(f"{p} is a half-written checkpoint; use a complete {CHECKPOINTS}/step-N "
+                                 "folder or the run folder")
+        return p.parent.parent, weights or p / "model.safetensors"
+    load_run_config(p)   # raises "... is not a run folder (no config.json) ..."
+    raise AssertionError("unreachable")
+
+
+def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict, Normalizer]:
+    """The model of a run (a run folder: its final weights, or its latest checkpoint while unfinished;
+    a checkpoints/step-N folder; or a weights file in either), its config.json, and its
+    normalisation."""
+    run_dir, weights = resolve_run(path)
     saved = load_run_config(run_dir)
     cfg = saved["config"]
     model = create_model(cfg["model"], num_classes=saved["num_classes"], in_channels=saved["input_size"][0],
                          **cfg.get("model_options", {}))
-    weights = run_dir / "model.safetensors"
-    if weights.exists():
-        tensors, source = read_weights(weights), str(weights)
-    elif ckpt := latest_checkpoint(run_dir):
-        tensors, source = ckpt.model_tensors(), str(ckpt.path)
-    else:
-        raise ResnetlabError(f"{run_dir} has no weights yet (no model.safetensors, no checkpoint)")
-    load_weights_into(model, tensors, source)
+    load_weights_into(model, read_weights(weights), str(weights))
     pre = read_weights(run_dir / "preprocess.safetensors")
-    normalizer = Normalizer(pre["mean"], pre["std"])
-    return model.to(device).eval(), saved, normalizer
+    return model.to(device).eval(), saved, Normalizer(pre["mean"], pre["std"])
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | None = None,

@@ -1,0 +1,350 @@
+"""Export a trained run for inference outside resnetlab: ONNX or TorchScript, BatchNorm folded.
+
+    export("runs/r20", "r20.onnx")                       # + r20.onnx.json, the preprocessing contract
+    export("runs/r50/checkpoints/step-00010000", "r50.pt", format="torchscript")
+
+* `fold_batchnorm(model)`: every convolution followed only by a BatchNorm (the stem, every block,
+  every projection shortcut `downsample.0/.1`) becomes one convolution with a bias,
+  W' = W * gamma / sqrt(var + eps), b' = beta + (b - mean) * gamma / sqrt(var + eps)
+  (`torch.nn.utils.fuse_conv_bn_eval`); the BatchNorm becomes an Identity. The pairs are found by
+  tracing the forward pass (torch.fx), so a conv whose output is also used elsewhere is left alone
+  (a model torch.fx cannot trace gets only the Conv -> BatchNorm pairs inside nn.Sequential).
+* ONNX goes through `torch.onnx.export` with the torch.export-based ("dynamo") exporter, the
+  default and recommended one since PyTorch 2.9; the TorchScript-based exporter is the fallback
+  when it fails (e.g. without onnxscript). Batch axis dynamic unless a fixed batch is asked for.
+  The written file is checked in onnxruntime against PyTorch when onnxruntime is installed.
+* TorchScript: `torch.jit.trace` of the folded model, `torch.jit.save`d, reloaded and compared.
+* The model is exported without the normalisation: it takes float32 N x C x H x W already
+  normalised. `include_preprocess=True` bakes the run's Normalizer in front instead: the model
+  then takes uint8 pixels 0..255 (N x C x H x W, already resized/cropped).
+* Next to FILE a JSON sidecar FILE.json holds the class names, the input shape and the
+  preprocessing contract (channels, resize, mean/std).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data.augment import Normalizer
+from .errors import ResnetlabError
+from .predict import LUMINANCE, TrainedRun, load_run
+
+FORMATS = ("onnx", "torchscript")
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
+
+
+# --------------------------------------------------------------------------------------------------
+# BatchNorm folding
+
+
+def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv name, BatchNorm name) of every BatchNorm that reads only the output of a convolution
+    read by nothing else, from a torch.fx trace of `model` in its current mode. Where the model
+    cannot be traced, only consecutive Conv -> BatchNorm children of plain nn.Sequential containers
+    are paired."""
+    modules = dict(model.named_modules())
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # tracing fails in many ways on dynamic code: fall back to the certain pairs
+        return _sequential_pairs(model)
+    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        src = node.args[0]
+        if not (isinstance(src, torch.fx.Node) and src.op == "call_module" and len(src.users) == 1):
+            continue
+        if calls[node.target] == 1 and calls[src.target] == 1 and \
+                _foldable(modules.get(src.target), modules.get(node.target)):
+            pairs.append((src.target, node.target))
+    return pairs
+
+
+def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    pairs = []
+    for name, m in model.named_modules():
+        if type(m) is not nn.Sequential:
+            continue
+        children = list(m.named_children())
+        for (a, conv), (b, bn) in zip(children, children[1:], strict=False):
+            if _foldable(conv, bn):
+                prefix = f"{name}." if name else ""
+                pairs.append((prefix + a, prefix + b))
+    return pairs
+
+
+def _foldable(conv, bn) -> bool:
+    return (isinstance(conv, _CONVS) and isinstance(bn, _BATCHNORMS) and bn.running_mean is not None
+            and bn.num_features == conv.out_channels)
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of `model` in eval mode with every Conv -> BatchNorm pair folded into one convolution
+    (BatchNorm replaced by nn.Identity); the model itself is not changed. BatchNorms that follow no
+    convolution stay as they are."""
+    return _fold(model)[0]
+
+
+def _fold(model: nn.Module) -> tuple[nn.Module, list[tuple[str, str]]]:
+    folded = copy.deepcopy(model).eval()
+    pairs = conv_bn_pairs(folded)
+    for conv_name, bn_name in pairs:
+        conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
+        _replace(folded, conv_name, torch.nn.utils.fuse_conv_bn_eval(conv, bn))
+        _replace(folded, bn_name, nn.Identity())
+    return folded, pairs
+
+
+# --------------------------------------------------------------------------------------------------
+# Preprocessing baked into the model
+
+
+class WithPreprocess(nn.Module):
+    """uint8 pixels 0..255 (N x C x H x W) -> model((x / 255 - mean) / std), as one multiply-add."""
+
+    def __init__(self, model: nn.Module, normalizer: Normalizer):
+        super().__init__()
+        self.model = model
+        std = normalizer.std.detach().float()
+        self.register_buffer("scale", 1.0 / (255.0 * std))
+        self.register_buffer("shift", -normalizer.mean.detach().float() / std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.float() * self.scale + self.shift)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writers
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path, opset: int | None = None,
+                dynamic_batch: bool = True) -> str:
+    """Write `module` (eval mode) as ONNX with input "input" and output "logits"; returns the exporter
+    used: "dynamo" (torch.export-based) or "torchscript-based" (the legacy one, if the first fails)."""
+    path = Path(path)
+    common = dict(input_names=["input"], output_names=["logits"], opset_version=opset)
+    try:
+        shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), str(path), dynamo=True, external_data=False,
+                              dynamic_shapes=shapes, verbose=False, **common)
+        return "dynamo"
+    except Exception as first:  # the exporter raises many types; the legacy one may still work
+        axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+        legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module, (example,), str(path), dynamic_axes=axes, **legacy,
+                                  **{**common, "opset_version": opset or 17})
+        except Exception as second:
+            raise ResnetlabError(f"ONNX export failed: {type(first).__name__}: {first}; the TorchScript-"
+                                 f"based exporter also failed: {type(second).__name__}: {second}") from None
+        return "torchscript-based"
+
+
+def export_torchscript(module: nn.Module, example: torch.Tensor, path: str | Path) -> None:
+    with warnings.catch_warnings():   # torch.jit is deprecated in favour of torch.export
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(module, example)
+        torch.jit.save(traced, str(path))
+
+
+def onnx_opset(path: str | Path) -> int | None:
+    try:
+        import onnx
+    except ImportError:
+        return None
+    proto = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def run_onnx(path: str | Path, x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
+    """Logits of an exported ONNX file in onnxruntime (CPUExecutionProvider)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+
+def _check(fmt: str, path: Path, reference: nn.Module, example: torch.Tensor) -> dict:
+    """Run the written file on `example` and compare with the unfolded PyTorch model."""
+    with torch.no_grad():
+        expected = reference(example).float()
+    if fmt == "onnx":
+        try:
+            got = run_onnx(path, example)
+        except ImportError:
+            return {"checked": False,
+                    "reason": "onnxruntime is not installed (pip install 'resnetlab[onnx]')"}
+        runtime = "onnxruntime"
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loaded = torch.jit.load(str(path))
+        with torch.no_grad():
+            got = loaded(example).float()
+        runtime = "torch.jit.load"
+    diff = (got - expected).abs().max().item()
+    scale = max(1.0, expected.abs().max().item())
+    if not diff <= 1e-3 * scale:
+        raise RuntimeError(f"the exported {fmt} model disagrees with PyTorch: max |logit diff| {diff:.3g} "
+                           f"(logits up to {scale:.3g}); {path} is not usable")
+    return {"checked": True, "runtime": runtime, "max_abs_logit_diff": diff, "batch": example.shape[0]}
+
+
+# --------------------------------------------------------------------------------------------------
+# The contract
+
+
+def preprocess_contract(run: TrainedRun, included: bool) -> dict:
+    """What a consumer must do to an image before the exported model sees it."""
+    norm = run.input_normalizer()
+    c = run.channels
+
+    def stat(t: torch.Tensor):
+        return t.flatten().tolist() if t.shape[-2:] == (1, 1) else t.tolist()
+
+    g = dict(run.geometry)
+    if g["mode"] == "resize":
+        resize = (f"resize the image to {g['size'][0]} x {g['size'][1]} (H x W), bilinear with antialiasing "
+                  "(aspect ratio not kept)")
+    else:
+        s = g["crop"][0]
+        resize = (f"resize the shorter side to {g['shorter_side']} (bilinear, antialiased, aspect kept), "
+                  f"then take the centre {s} x {s} crop")
+        if g.pop("ten_crop", False):
+            resize += " (the run was evaluated with ten crops, averaging their softmax; one centre crop is " \
+                      "the single-view equivalent)"
+    steps = [
+        "decode to 8-bit pixels; drop alpha; 16-bit images keep the high byte",
+        ("convert to one gray channel by luminance 0.299 R + 0.587 G + 0.114 B" if c == 1
+         else "convert to RGB (a gray image gives 3 equal channels)"),
+        resize,
+    ]
+    if included:
+        steps.append("feed uint8 N x C x H x W (NCHW, values 0..255); the model normalises itself")
+    else:
+        steps.append("x = (pixel / 255 - mean) / std per channel" +
+                     (" (mean is a per-pixel C x H x W map)" if norm.mean.shape[-2:] != (1, 1) else "") +
+                     ", as float32 N x C x H x W (NCHW)")
+    steps.append("softmax(logits, axis=1)[i] is the probability of classes[i]")
+    return {
+        "included": included,
+        "channels": "gray" if c == 1 else "RGB",
+        "luminance": list(LUMINANCE) if c == 1 else None,
+        "geometry": g,
+        "interpolation": "bilinear, antialiased",
+        "mean": stat(norm.mean),
+        "std": stat(norm.std),
+        "mean_shape": list(norm.mean.shape),
+        "formula": "(pixel / 255 - mean) / std",
+        "steps": steps,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# The command's API
+
+
+def parse_batch(batch: str | int) -> int | None:
+    """"dynamic" -> None, "N" -> N (a fixed batch size)."""
+    if isinstance(batch, int) or str(batch).isdigit():
+        n = int(batch)
+        if n >= 1:
+            return n
+    elif str(batch).lower() == "dynamic":
+        return None
+    raise ResnetlabError(f"--batch must be 'dynamic' or a positive batch size, got {batch!r}")
+
+
+def export(run_or_checkpoint: str | Path, out: str | Path, format: str = "onnx", opset: int | None = None,
+           batch: str | int = "dynamic", include_preprocess: bool = False, check: bool = True) -> dict:
+    """Export a run (folder or checkpoint) with BatchNorm folded; writes `out` and `out`.json and
+    returns the sidecar's contents (plus "check": the written file run against PyTorch)."""
+    fmt = str(format).lower()
+    if fmt not in FORMATS:
+        raise ResnetlabError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
+    if opset is not None and fmt != "onnx":
+        raise ResnetlabError("--opset applies to --format onnx only")
+    if opset is not None and opset < 7:
+        raise ResnetlabError(f"--opset must be 7 or more, got {opset}")
+    fixed = parse_batch(batch)
+    out = Path(out)
+    if out.is_dir():
+        raise ResnetlabError(f"--out {out} is a folder; give a file name, e.g. {out / _default_name(fmt)}")
+    run = load_run(run_or_checkpoint, "cpu")
+    folded, pairs = _fold(run.model)
+    reference: nn.Module = run.model
+    module: nn.Module = folded
+    if include_preprocess:
+        norm = run.input_normalizer()
+        module, reference = WithPreprocess(folded, norm).eval(), WithPreprocess(run.model, norm).eval()
+    h, w = run.output_hw
+    n = fixed or 2   # a dynamic batch is traced with 2: a batch of 1 can be specialised away
+    gen = torch.Generator().manual_seed(0)
+    if include_preprocess:
+        example = torch.randint(0, 256, (n, run.channels, h, w), generator=gen, dtype=torch.uint8)
+    else:
+        example = torch.randn(n, run.channels, h, w, generator=gen)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == "onnx":
+            exporter = export_onnx(module, example, tmp, opset, dynamic_batch=fixed is None)
+            opset_used = onnx_opset(tmp) or opset
+        else:
+            export_torchscript(module, example, tmp)
+            exporter, opset_used = "torch.jit.trace", None
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    batch_dim = "batch" if fixed is None else fixed
+    sidecar = {
+        "format": fmt,
+        "exporter": exporter,
+        **({"opset": opset_used} if fmt == "onnx" else {}),
+        "torch": torch.__version__,
+        "model": run.model_name,
+        "run": str(run.run_dir),
+        "weights": str(run.source),
+        "batchnorm_folded": len(pairs),
+        "classes": run.classes,
+        "num_classes": len(run.classes),
+        "input": {"name": "input", "shape": [batch_dim, run.channels, h, w],
+                  "dtype": "uint8" if include_preprocess else "float32", "layout": "NCHW"},
+        "output": {"name": "logits", "shape": [batch_dim, len(run.classes)], "dtype": "float32"},
+        "preprocess": preprocess_contract(run, include_preprocess),
+    }
+    sidecar_path = Path(f"{out}.json")
+    sidecar_path.write_text(json.dumps(sidecar, indent=2) + "\n")
+    result = {**sidecar, "path": str(out), "sidecar": str(sidecar_path)}
+    if check:
+        result["check"] = _check(fmt, out, reference, example)
+    return result
+
+
+def _default_name(fmt: str) -> str:
+    return "model.onnx" if fmt == "onnx" else "model.pt"
