@@ -11,6 +11,8 @@
                 jit.freeze fp32       torch.jit.trace + torch.jit.freeze
                 onnxruntime fp32      the folded model exported with resnetlab.export.export_onnx,
                                       CPUExecutionProvider, intra-op threads = --threads
+                onnxruntime static    the same with a fixed batch size (resnetlab export --batch N):
+                                      one file for batch 1, one for batch 32
                 torch.compile         only with --compile (inductor; compiling takes minutes)
 
 Random weights (nothing can be downloaded), with the BatchNorm statistics calibrated on the sample
@@ -181,6 +183,23 @@ def build_paths(tv: torch.nn.Module, args, example: torch.Tensor, tmp: Path) -> 
 
         paths.append(Candidate("onnxruntime fp32", onnxruntime,
                            f"{exporter} export of the folded model, {args.threads} intra-op threads"))
+
+        # `resnetlab export --batch N`: a fixed batch size lets onnxruntime plan shapes and memory
+        # ahead; one file per batch size timed here.
+        static = {}
+        for n in (1, 32):
+            export_onnx(fold_batchnorm(ours.eval()), example[:1].expand(n, -1, -1, -1).contiguous(),
+                        tmp / f"resnet50-b{n}.onnx", dynamic_batch=False)
+            static[n] = ort.InferenceSession(str(tmp / f"resnet50-b{n}.onnx"), options,
+                                             providers=["CPUExecutionProvider"])
+
+        def onnxruntime_static(x):
+            if x.shape[0] not in static:   # the agreement sample: the dynamic file
+                return onnxruntime(x)
+            return torch.from_numpy(static[x.shape[0]].run(None, {"input": x.numpy()})[0])
+
+        paths.append(Candidate("onnxruntime fp32 static", onnxruntime_static,
+                               "one export per batch size (--batch 1, --batch 32)"))
     except ImportError:
         print("note: onnxruntime not installed; its path is skipped", file=sys.stderr)
 

@@ -160,3 +160,28 @@ def test_zoo_end_to_end(spec):
     # A rerun reuses the runs with the length they were given.
     again = zoo.run(spec, models=("lenet5", "resnet8"), seconds=50)
     assert again["models"]["resnet8"]["iterations"] == m["resnet8"]["iterations"]
+
+
+def test_zoo_trains_a_diverging_model_again_at_a_tenth_of_the_lr(spec, monkeypatch):
+    from resnetlab.experiments import zoo
+    from resnetlab.train.loop import Diverged
+
+    real = zoo.train_or_reuse
+    calls = []
+
+    def diverge_at_full_lr(spec, model, data=None, recipe=None, name=None):
+        calls.append((name or model, recipe.lr))
+        if name is None and model == "lenet5":
+            (spec.out / "runs" / model).mkdir(parents=True, exist_ok=True)
+            raise Diverged("training diverged: loss became nan at step 3")
+        return real(spec, model, data=data, recipe=recipe, name=name)
+
+    monkeypatch.setattr(zoo, "train_or_reuse", diverge_at_full_lr)
+    r = zoo.run(spec, models=("lenet5", "resnet8"), seconds=2)
+    lr = spec.recipe_for().lr
+    assert calls == [("lenet5", lr), (f"lenet5-lr{lr / 10:g}", lr / 10), ("resnet8", lr)]
+    assert r["models"]["lenet5"]["lr"] == pytest.approx(lr / 10) and r["models"]["resnet8"]["lr"] == lr
+    assert f"| {lr / 10:g} |" in (spec.out / "zoo.md").read_text()
+    calls.clear()   # a rerun goes straight to the lower-lr run
+    zoo.run(spec, models=("lenet5",), seconds=2)
+    assert calls == [(f"lenet5-lr{lr / 10:g}", lr / 10)]
