@@ -49,8 +49,7 @@ def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int, d: D
         with autocast() if autocast else contextlib.nullcontext():
             logits = model(x).float()
         if logits.shape[0] != y.shape[0]:   # ten-crop: average the probabilities of the crops
-            probs = logits.softmax(1).view(-1, y.shape[0], logits.shape[1]).mean(0)
-            logits = probs.clamp_min(1e-12).log()
+            logits = crop_probabilities(logits, y.shape[0]).clamp_min(1e-12).log()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         for i, c in enumerate(topk_correct(logits, y, (1, 5))):
             hits[i] += c
@@ -113,17 +112,34 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module
     return model.to(device).eval(), saved, Normalizer(pre["mean"], pre["std"])
 
 
-def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | None = None,
-                 device: str = "auto", split: str = "test", batch_size: int = 512) -> dict:
-    """Top-1/top-5 error, per-class accuracy and confusion matrix of a run on a data set
-    (default: the data set it was trained on), in fp32, with the run's own preprocessing."""
-    dev = resolve_device(device)
-    model, saved, normalizer = load_trained(run_dir, dev)
+def open_run_data(saved: dict, data: str | None = None, data_dir: str | None = None):
+    """(spec, splits): the data a run is evaluated on; by default the data set it was trained on,
+    with its preprocessing settings, restricted to the classes it was trained on."""
     cfg = saved["config"]
     spec = data or cfg["data"]
     splits = open_data(spec, data_dir=data_dir or cfg.get("data_dir"), image_size=cfg.get("image_size"),
                        stream=cfg.get("stream", "auto"))
-    splits = restrict(splits, cfg.get("classes"), None)
+    return spec, restrict(splits, cfg.get("classes"), None)
+
+
+def eval_loader(images, saved: dict, normalizer: Normalizer, device, batch_size: int = 512) -> BatchLoader:
+    """The images of a split as the run's evaluation sees them: its view, its normalisation,
+    channels_last."""
+    recipe = saved["config"]["recipe"]
+    view = View(recipe.get("eval_view", "none"), size=recipe.get("crop_size"))
+    return loader_for(images, batch_size, train=False, view=view, normalizer=normalizer, device=device,
+                      channels_last=True)
+
+
+def crop_probabilities(logits: torch.Tensor, n: int) -> torch.Tensor:
+    """Softmax scores of n images; a ten-crop view gives k x n rows (crop-major), averaged."""
+    probs = logits.float().softmax(1)
+    return probs.view(-1, n, probs.shape[1]).mean(0) if probs.shape[0] != n else probs
+
+
+def evaluate_split(model: torch.nn.Module, saved: dict, normalizer: Normalizer, spec, splits,
+                   split: str = "test", device="cpu", batch_size: int = 512) -> dict:
+    """`evaluate_run` for a model and data already loaded (`load_trained`, `open_run_data`)."""
     images = getattr(splits, split, None)
     if images is None:
         raise ResnetlabError(f"data set {spec!r} has no {split!r} split")
@@ -133,10 +149,18 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
             f"{spec} ({channels} channel(s), {len(splits.classes)} classes) does not match "
             f"the run ({saved['input_size'][0]} channel(s), {saved['num_classes']} classes); "
             "evaluate it on the data set it was trained on")
-    recipe = cfg["recipe"]
-    view = View(recipe.get("eval_view", "none"), size=recipe.get("crop_size"))
-    loader = loader_for(images, batch_size, train=False, view=view,
-                         normalizer=normalizer, device=dev, channels_last=True)
+    loader = eval_loader(images, saved, normalizer, device, batch_size)
     result = evaluate(model.to(memory_format=torch.channels_last), loader, saved["num_classes"])
-    return {"run": str(run_dir), "data": spec, "split": split, "model": cfg["model"],
+    return {"data": spec, "split": split, "model": saved["config"]["model"],
             **result.to_dict(saved["classes"])}
+
+
+def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | None = None,
+                 device: str = "auto", split: str = "test", batch_size: int = 512) -> dict:
+    """Top-1/top-5 error, per-class accuracy and confusion matrix of a run on a data set
+    (default: the data set it was trained on), in fp32, with the run's own preprocessing."""
+    dev = resolve_device(device)
+    model, saved, normalizer = load_trained(run_dir, dev)
+    spec, splits = open_run_data(saved, data, data_dir)
+    result = evaluate_split(model, saved, normalizer, spec, splits, split, dev, batch_size)
+    return {"run": str(run_dir), **result}

@@ -57,21 +57,12 @@ def _figure(plot, *args, **kwargs) -> str:
 
 @torch.no_grad()
 def predict(model, images, saved: dict, normalizer, device="cpu", batch_size: int = 256) -> torch.Tensor:
-    """Softmax probabilities (N x K) of the run's model on a split (ImageSet or StreamSet), with the
-    run's evaluation view; ten-crop scores are averaged as `evaluate` does."""
-    from ..data.loader import View
-    from ..data.stream import loader_for
+    """Softmax probabilities (N x K) of the run's model on a split (ImageSet or StreamSet), as the
+    run's evaluation sees it (ten-crop scores averaged)."""
+    from ..train.evaluate import crop_probabilities, eval_loader
 
-    recipe = saved["config"]["recipe"]
-    view = View(recipe.get("eval_view", "none"), size=recipe.get("crop_size"))
-    loader = loader_for(images, batch_size, train=False, view=view, normalizer=normalizer, device=device)
-    out = []
-    for x, y in loader.epoch():
-        logits = model(x).float()
-        probs = logits.softmax(1)
-        if probs.shape[0] != y.shape[0]:
-            probs = probs.view(-1, y.shape[0], probs.shape[1]).mean(0)
-        out.append(probs.cpu())
+    out = [crop_probabilities(model(x), y.shape[0]).cpu()
+           for x, y in eval_loader(images, saved, normalizer, device, batch_size).epoch()]
     return torch.cat(out) if out else torch.zeros(0, saved["num_classes"])
 
 
@@ -113,10 +104,8 @@ def write_report(run_dir: str | Path, out: Output | None = None, data: str | Non
     """Write RUN_DIR/report.html (or `out`, a path or a text file object): summary, learning curves,
     confusion matrix, per-class accuracy, sample test predictions with their images, first-layer
     filters. Evaluates the run on its test split (fp32, as `resnetlab eval`)."""
-    from ..data.sources import restrict
-    from ..data.stream import open_data
     from ..train.engine import resolve_device
-    from ..train.evaluate import evaluate_run, load_trained
+    from ..train.evaluate import evaluate_split, load_trained, open_run_data
     from ..train.metrics import read_metrics
     from .confusion import plot_confusion
     from .curves import plot_run_curves
@@ -131,15 +120,12 @@ def write_report(run_dir: str | Path, out: Output | None = None, data: str | Non
     summary_file = run / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     name = run.resolve().name
-    result = evaluate_run(run, data=data, data_dir=data_dir, device=device)
+    spec, splits = open_run_data(saved, data, data_dir)
+    result = evaluate_split(model, saved, normalizer, spec, splits, device=dev)
     classes = result["classes"]
-    spec = data or cfg["data"]
     data_name = Path(str(spec)).name
 
     # Sample predictions: `samples` random test images, and mistakes from a larger random pool.
-    splits = open_data(spec, data_dir=data_dir or cfg.get("data_dir"), image_size=cfg.get("image_size"),
-                       stream=cfg.get("stream", "auto"))
-    splits = restrict(splits, cfg.get("classes"), None)   # as evaluate_run: a run on a class subset
     pool_size = min(len(splits.test), max(512, samples))
     pool = torch.randperm(len(splits.test), generator=torch.Generator().manual_seed(seed))[:pool_size]
     pool_set = splits.test.subset(pool)
