@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import time
 
-import torch
-
-from ..models import count_params, create_model, summarize
+from ..models import create_model, summarize
 from ..train.engine import choose_engine, resolve_device, time_steps
 from ..train.evaluate import load_run_config
 from ..train.loop import Diverged
@@ -57,11 +55,10 @@ def run(spec: ExperimentSpec, models: tuple[str, ...] = ZOO, seconds: float | No
                                  eval_every=iterations / 4 / (len(data.train) // base.batch_size))
         run_dir = _train_or_lower_lr(spec, name, data, recipe)
         curves = read_curves(run_dir)
-        with torch.device("meta"):
-            params = count_params(build())
-        mult_adds = summarize(build(), (c, h, w)).mult_adds
+        counts = summarize(build(), (c, h, w))
         lr = load_run_config(run_dir)["config"]["recipe"]["lr"]
-        rows[name] = {"params": params, "mult_adds": mult_adds, "iterations": iterations, "lr": lr,
+        rows[name] = {"params": counts.params, "mult_adds": counts.mult_adds, "iterations": iterations,
+                      "lr": lr,
                       "epochs": iterations * base.batch_size / len(data.train),
                       "images_per_s": curves.summary.get("images_per_s"),
                       "test_accuracy": 1 - curves.final_test_error,
