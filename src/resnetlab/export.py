@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import os
 import warnings
 from collections import Counter
@@ -37,6 +36,7 @@ from torch import nn
 from .data.augment import Normalizer
 from .errors import ResnetlabError
 from .predict import LUMINANCE, TrainedRun, load_run
+from .train.checkpoint import write_json
 
 FORMATS = ("onnx", "torchscript")
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -339,7 +339,7 @@ def export(run_or_checkpoint: str | Path, out: str | Path, format: str = "onnx",
         "preprocess": preprocess_contract(run, include_preprocess),
     }
     sidecar_path = Path(f"{out}.json")
-    sidecar_path.write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_json(sidecar_path, sidecar)   # temp file + rename, as every file of a run
     result = {**sidecar, "path": str(out), "sidecar": str(sidecar_path)}
     if check:
         result["check"] = _check(fmt, out, reference, example)
