@@ -120,20 +120,11 @@ def infer_architecture(state: dict[str, torch.Tensor], where: str) -> tuple[str,
 
 
 def _from_run(path: Path) -> Source:
-    from .train.checkpoint import latest_checkpoint
-    from .train.evaluate import load_run_config
+    from .train.evaluate import load_run_config, resolve_run
 
-    run = path.parent.parent if path.parent.name == "checkpoints" else path
+    run, weights = resolve_run(path)   # a run folder (final or latest weights) or a checkpoint
     cfg = load_run_config(run)["config"]
-    if path != run:
-        state = read_weights(path / "model.safetensors")
-    elif (run / "model.safetensors").exists():
-        state = read_weights(run / "model.safetensors")
-    elif ckpt := latest_checkpoint(run):
-        state = ckpt.model_tensors()
-    else:
-        raise ResnetlabError(f"{run} has no weights yet (no model.safetensors, no checkpoint)")
-    return Source(cfg["model"], state, f"run {run} ({cfg['model']} on {cfg['data']})",
+    return Source(cfg["model"], read_weights(weights), f"run {run} ({cfg['model']} on {cfg['data']})",
                   dict(cfg.get("model_options", {})))
 
 
