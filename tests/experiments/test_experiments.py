@@ -43,6 +43,22 @@ def test_degradation_end_to_end(spec):
     assert "| 14 |" in md and "different data set" in md
 
 
+def _curves(name, train_error):
+    from resnetlab.experiments.common import RunCurves
+    steps = [10 * (i + 1) for i in range(len(train_error))]
+    return RunCurves(name, None, steps, train_error, steps[-1:], [0.5], 0, {})
+
+
+def test_gap_along_run_counts_where_the_deeper_net_is_worse():
+    shallow = _curves("plain8", [0.9, 0.6, 0.5, 0.4, 0.3])
+    deep = _curves("plain14", [0.8, 0.7, 0.4, 0.5, 0.4])
+    assert degradation.gap_along_run(deep, shallow) == (3, 5, 40)   # above at 20, 40, 50; since 40
+    assert degradation.gap_along_run(shallow, deep) == (2, 5, None)  # not above at the last step
+    curves = {"plain8": shallow, "plain14": deep, "resnet8": shallow, "resnet14": shallow}
+    lines = degradation.verdicts(curves, [8, 14])
+    assert "at 3 of 5 logged steps (continuously from step 40 to the end)" in lines[1]
+
+
 def test_experiments_share_runs_and_refuse_a_different_budget(spec, monkeypatch):
     degradation.run(spec, depths=[8, 14])
     import resnetlab.experiments.common as common

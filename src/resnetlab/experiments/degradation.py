@@ -20,6 +20,22 @@ def _cmp(a: float, b: float, more: str, less: str) -> str:
     return more if a > b else less if a < b else "the same"
 
 
+def gap_along_run(deep: RunCurves, shallow: RunCurves) -> tuple[int, int, int | None]:
+    """Where along the run the deeper net's training error is above the shallower one's: (points
+    above, logged points in common, first step from which it stays above to the end, or None).
+    Both runs log at the same steps when they share a recipe; only common steps are compared."""
+    a = dict(zip(deep.steps, deep.train_error, strict=True))
+    b = dict(zip(shallow.steps, shallow.train_error, strict=True))
+    common = sorted(set(a) & set(b))
+    above = [a[s] > b[s] for s in common]
+    since = None
+    for s, up in zip(reversed(common), reversed(above), strict=True):
+        if not up:
+            break
+        since = s
+    return sum(above), len(common), since
+
+
 def verdicts(curves: dict[str, RunCurves], depths: list[int]) -> list[str]:
     """Sentences computed from the runs: degradation for plain nets, none for ResNets."""
     lo, hi = min(depths), max(depths)
@@ -30,6 +46,7 @@ def verdicts(curves: dict[str, RunCurves], depths: list[int]) -> list[str]:
     effect = "degradation present" if word == "higher" else "no degradation at this budget"
     out = [f"plain-{hi} ends with {word} training error than plain-{lo} "
            f"{pair(p_hi.final_train_error, p_lo.final_train_error)}: {effect}",
+           *_along(p_hi, p_lo, f"plain-{hi}", f"plain-{lo}"),
            f"plain-{hi} ends with {_cmp(p_hi.final_test_error, p_lo.final_test_error, 'higher', 'lower')} "
            f"test error than plain-{lo} {pair(p_hi.final_test_error, p_lo.final_test_error)}"]
     beats = r_hi.final_test_error < r_lo.final_test_error
@@ -44,6 +61,17 @@ def verdicts(curves: dict[str, RunCurves], depths: list[int]) -> list[str]:
         out.append(f"at depth {d} the shortcuts {'lower' if gap > 0 else 'do not lower'} training error "
                    f"({pct(p.final_train_error)} plain vs {pct(r.final_train_error)} residual)")
     return out
+
+
+def _along(deep: RunCurves, shallow: RunCurves, dn: str, sn: str) -> list[str]:
+    # The end point is one budget; the curve says whether the verdict holds at shorter ones too.
+    n, total, since = gap_along_run(deep, shallow)
+    if not total:
+        return []
+    when = (f"continuously from step {since} to the end" if since is not None
+            else "but not at the last logged step")
+    return [f"along the run, {dn}'s training error is above {sn}'s at {n} of {total} logged steps"
+            + (f" ({when})" if n else "")]
 
 
 def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
