@@ -201,3 +201,11 @@ def test_zoo_trains_a_diverging_model_again_at_a_tenth_of_the_lr(spec, monkeypat
     calls.clear()   # a rerun goes straight to the lower-lr run
     zoo.run(spec, models=("lenet5",), seconds=2)
     assert calls == [(f"lenet5-lr{lr / 10:g}", lr / 10)]
+
+
+def test_cifar10_is_recognised_by_name_or_by_its_classes():
+    from resnetlab.data.sources import DataSplits
+    from resnetlab.experiments.common import CIFAR10_CLASSES, is_cifar10
+    folder = DataSplits("/data/cifar10-jpeg.tar.gz", None, None, list(CIFAR10_CLASSES), "folder")
+    assert is_cifar10(folder) and is_cifar10(DataSplits("cifar10", None, None, [], "batches"))
+    assert not is_cifar10(DataSplits("fashion-mnist", None, None, ["T-shirt/top"] * 10, "idx"))

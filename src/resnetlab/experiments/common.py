@@ -119,6 +119,15 @@ def load_data(spec: ExperimentSpec) -> DataSplits:
     return open_data(spec.data, data_dir=spec.data_dir)
 
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def is_cifar10(data: DataSplits) -> bool:
+    """The paper's data set, whatever its files: the official batches, or a folder/archive of its
+    images (e.g. the JPEG copy), recognised by its ten class names."""
+    return data.name == "cifar10" or tuple(sorted(data.classes)) == CIFAR10_CLASSES
+
+
 @dataclass
 class RunCurves:
     """A finished run's learning curves and end numbers, read back from its folder."""

@@ -10,7 +10,16 @@ from __future__ import annotations
 import time
 
 from ..viz.curves import plot_degradation
-from .common import ExperimentSpec, RunCurves, load_data, pct, read_curves, train_or_reuse, write_results
+from .common import (
+    ExperimentSpec,
+    RunCurves,
+    is_cifar10,
+    load_data,
+    pct,
+    read_curves,
+    train_or_reuse,
+    write_results,
+)
 
 # Paper, CIFAR-10 (Table 6; Fig. 6 shows the plain nets only as curves).
 PAPER_RESNET_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
@@ -101,7 +110,7 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
                               "final_test_error": c.final_test_error, "best_test_error": min(c.test_error),
                               "steps": c.steps[-1], "run_dir": str(c.run_dir)}
     table = "\n".join(rows)
-    if spec.data != "cifar10":
+    if not is_cifar10(data):
         table += (f"\n\nTraining and test errors are on {spec.data}; the paper column is CIFAR-10 "
                   "(Table 6), a different data set, shown for the direction of the effect only.")
     v = verdicts(curves, depths)

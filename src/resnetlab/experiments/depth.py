@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .common import ExperimentSpec, load_data, pct, read_curves, train_or_reuse, write_results
+from .common import ExperimentSpec, is_cifar10, load_data, pct, read_curves, train_or_reuse, write_results
 from .degradation import PAPER_RESNET_ERROR
 
 
@@ -13,7 +13,7 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
     depths = sorted(depths or [20, 32, 44, 56, 110])
     data = load_data(spec)
     curves = {d: read_curves(train_or_reuse(spec, f"resnet{d}", data=data)) for d in depths}
-    other = spec.data != "cifar10"
+    other = not is_cifar10(data)
     head = f"| model | params | test error ({spec.data}) | best test error | paper CIFAR-10 error |"
     rows = [head, "|---|---|---|---|---|"]
     models = {}
