@@ -209,3 +209,8 @@ def test_cifar10_is_recognised_by_name_or_by_its_classes():
     folder = DataSplits("/data/cifar10-jpeg.tar.gz", None, None, list(CIFAR10_CLASSES), "folder")
     assert is_cifar10(folder) and is_cifar10(DataSplits("cifar10", None, None, [], "batches"))
     assert not is_cifar10(DataSplits("fashion-mnist", None, None, ["T-shirt/top"] * 10, "idx"))
+
+
+def test_titles_name_a_data_path_by_its_last_part(tmp_path):
+    assert ExperimentSpec(data="/data/cifar10-jpeg.tar.gz", out=tmp_path).data_label == "cifar10-jpeg.tar.gz"
+    assert ExperimentSpec(data="fashion-mnist", out=tmp_path).data_label == "fashion-mnist"

@@ -56,6 +56,11 @@ class ExperimentSpec:
     train_subset: int | None = None
     progress: bool = True
 
+    @property
+    def data_label(self) -> str:
+        """The data set's name for titles: a path is shortened to its last part."""
+        return Path(self.data).name if "/" in self.data else self.data
+
     def recipe_for(self, **extra) -> Recipe:
         """The experiment's recipe at its budget; `extra` overrides fields for one run."""
         if self.budget not in BUDGETS:
@@ -197,7 +202,7 @@ def write_results(spec: ExperimentSpec, name: str, results: dict, table_md: str,
         merged = {}
     merged[name] = full
     write_json(path, merged)
-    md = [f"# {name}: {spec.data}, budget {spec.budget}", "", f"Command: `{full['command']}`", "",
+    md = [f"# {name}: {spec.data_label}, budget {spec.budget}", "", f"Command: `{full['command']}`", "",
           table_md, "", "## Verdict", ""] + [f"- {v}" for v in verdicts] + [""]
     md += [f"![{f}]({f})" for f in figures] + [""]
     (spec.out / f"{name}.md").write_text("\n".join(md))

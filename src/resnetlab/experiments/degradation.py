@@ -95,7 +95,7 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
             name = f"{kind}{d}"
             curves[name] = read_curves(train_or_reuse(spec, name, data=data), name)
     fig = "degradation.png"
-    plot_degradation(curves, depths, spec.out / fig, title=f"{spec.data}, budget {spec.budget}")
+    plot_degradation(curves, depths, spec.out / fig, title=f"{spec.data_label}, budget {spec.budget}")
     rows = ["| depth | params | plain train err | plain test err | ResNet train err | ResNet test err | "
             "paper ResNet (CIFAR-10) |", "|---|---|---|---|---|---|---|"]
     models = {}
@@ -111,7 +111,7 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
                               "steps": c.steps[-1], "run_dir": str(c.run_dir)}
     table = "\n".join(rows)
     if not is_cifar10(data):
-        table += (f"\n\nTraining and test errors are on {spec.data}; the paper column is CIFAR-10 "
+        table += (f"\n\nTraining and test errors are on {spec.data_label}; the paper column is CIFAR-10 "
                   "(Table 6), a different data set, shown for the direction of the effect only.")
     v = verdicts(curves, depths)
     result = write_results(spec, "degradation", {"depths": depths, "models": models,

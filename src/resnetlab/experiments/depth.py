@@ -14,7 +14,7 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
     data = load_data(spec)
     curves = {d: read_curves(train_or_reuse(spec, f"resnet{d}", data=data)) for d in depths}
     other = not is_cifar10(data)
-    head = f"| model | params | test error ({spec.data}) | best test error | paper CIFAR-10 error |"
+    head = f"| model | params | test error ({spec.data_label}) | best test error | paper CIFAR-10 error |"
     rows = [head, "|---|---|---|---|---|"]
     models = {}
     for d, c in curves.items():

@@ -85,7 +85,7 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
         for d in depths:
             stds[f"{kind}{d}"] = layer_response_std(train_or_reuse(spec, f"{kind}{d}", data=data), data)
     fig = "responses.png"
-    plot_responses(stds, spec.out / fig, title=f"{spec.data}, budget {spec.budget}")
+    plot_responses(stds, spec.out / fig, title=f"{spec.data_label}, budget {spec.budget}")
     mean = {k: sum(v) / len(v) for k, v in stds.items()}
     rows = ["| net | 3x3 layers | mean std | median std | max std |", "|---|---|---|---|---|"]
     for k, v in stds.items():
