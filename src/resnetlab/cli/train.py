@@ -132,7 +132,7 @@ def _config_from_args(args, model: str, options: dict, **extra):
 
 
 def cmd_finetune(args) -> int:
-    from ..train.distributed import launched_by_torchrun
+    from ..train.distributed import launched_by_torchrun, shutdown
     from ..train.loop import train
     from ..transfer import load_source
 
@@ -147,11 +147,12 @@ def cmd_finetune(args) -> int:
         cfg = _config_from_args(args, source.model, source.options, init_from=args.source,
                                 freeze=args.freeze, backbone_lr_mult=args.backbone_lr_mult)
         summary = train(cfg, progress=not args.no_progress)
+    shutdown()   # on success only: tearing down a group whose peer died can hang (NCCL)
     return _report(args, summary)
 
 
 def cmd_train(args) -> int:
-    from ..train.distributed import launched_by_torchrun
+    from ..train.distributed import launched_by_torchrun, shutdown
     from ..train.loop import train
 
     if args.nproc < 1:
@@ -167,6 +168,7 @@ def cmd_train(args) -> int:
         if args.zero_init_residual:
             options["zero_init_residual"] = True
         summary = train(_config_from_args(args, args.model, options), progress=not args.no_progress)
+    shutdown()   # on success only: tearing down a group whose peer died can hang (NCCL)
     return _report(args, summary)
 
 

@@ -9,6 +9,7 @@ the gradients; metrics are summed over ranks; only rank 0 writes files.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +22,11 @@ from ..errors import ResnetlabError
 # A rank that dies leaves the others blocked in a collective; this bounds how long they wait
 # before failing with an error (torchrun also tears the group down when a worker exits).
 TIMEOUT = timedelta(seconds=int(os.environ.get("RESNETLAB_DIST_TIMEOUT", "300")))
+
+# SyncBatchNorm2d needs an all_reduce that autograd differentiates; torch.distributed.nn's is the
+# public one (its suggested replacement is private and not differentiable in every release), so its
+# deprecation notice, printed once per rank, is noise to a user.
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated")
 
 
 @dataclass(frozen=True)
@@ -113,8 +119,11 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def shutdown(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
+def shutdown() -> None:
+    """Leave the process group before the interpreter exits. Without this, gloo's worker threads can
+    still hold tensors while Python finalises, and a rank dies of SIGABRT after its work is done (seen
+    once in CI: rank 1 of a finished 2-process run; see pytorch/pytorch#179291)."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
