@@ -91,6 +91,8 @@ def test_shortcuts_end_to_end(spec):
     m = r["models"]
     assert m["A"]["params"] == m["plain"]["params"] < m["B"]["params"] < m["C"]["params"]
     assert "ranks" in r["verdicts"][0]
+    beaten = all(m[k]["final_test_error"] < m["plain"]["final_test_error"] for k in "ABC")
+    assert r["verdicts"][1].startswith("every shortcut option beats" if beaten else "option ")
 
 
 def test_reproduce_command(spec, capsys):
