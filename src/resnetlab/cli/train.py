@@ -132,42 +132,43 @@ def _config_from_args(args, model: str, options: dict, **extra):
 
 
 def cmd_finetune(args) -> int:
-    from ..train.distributed import launched_by_torchrun, shutdown
-    from ..train.loop import train
     from ..transfer import load_source
 
     if not args.data:
         raise ResnetlabError("finetune needs --data")
-    if args.nproc > 1 and not launched_by_torchrun():
-        return _relaunch_with_torchrun(args)
-    if args.resume:
-        summary = train(args.resume, resume=True, progress=not args.no_progress)
-    else:
+
+    def config():
         source = load_source(args.source, args.model)
-        cfg = _config_from_args(args, source.model, source.options, init_from=args.source,
-                                freeze=args.freeze, backbone_lr_mult=args.backbone_lr_mult)
-        summary = train(cfg, progress=not args.no_progress)
-    shutdown()   # on success only: tearing down a group whose peer died can hang (NCCL)
-    return _report(args, summary)
+        return _config_from_args(args, source.model, source.options, init_from=args.source,
+                                 freeze=args.freeze, backbone_lr_mult=args.backbone_lr_mult)
+    return _train_and_report(args, config)
 
 
 def cmd_train(args) -> int:
-    from ..train.distributed import launched_by_torchrun, shutdown
-    from ..train.loop import train
-
     if args.nproc < 1:
         raise ResnetlabError(f"--nproc must be 1 or more, got {args.nproc}")
-    if args.nproc > 1 and not launched_by_torchrun():
-        return _relaunch_with_torchrun(args)
-    if args.resume:
-        summary = train(args.resume, resume=True, progress=not args.no_progress)
-    else:
+
+    def config():
         if not args.model or not args.data:
             raise ResnetlabError("train needs --model and --data (or --resume RUN_DIR)")
         options = {"shortcut": args.shortcut} if args.shortcut else {}
         if args.zero_init_residual:
             options["zero_init_residual"] = True
-        summary = train(_config_from_args(args, args.model, options), progress=not args.no_progress)
+        return _config_from_args(args, args.model, options)
+    return _train_and_report(args, config)
+
+
+def _train_and_report(args, config) -> int:
+    """Relaunch under torchrun when --nproc asks for it; else resume or train a new `config()`."""
+    from ..train.distributed import launched_by_torchrun, shutdown
+    from ..train.loop import train
+
+    if args.nproc > 1 and not launched_by_torchrun():
+        return _relaunch_with_torchrun(args)
+    if args.resume:
+        summary = train(args.resume, resume=True, progress=not args.no_progress)
+    else:
+        summary = train(config(), progress=not args.no_progress)
     shutdown()   # on success only: tearing down a group whose peer died can hang (NCCL)
     return _report(args, summary)
 
