@@ -5,10 +5,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import torch
 from fakedata import write_fashion_like
+from procs import wait_for
 from safetensors.torch import load_file
 
 from resnetlab.train.checkpoint import list_checkpoints
@@ -27,14 +27,11 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     subprocess.run(cli(*common, "--out", str(full)), check=True, env=env, capture_output=True)
 
+    err = tmp_path / "part.err"
     proc = subprocess.Popen(cli(*common, "--out", str(part)), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        ckpts = list_checkpoints(part)
-        if ckpts and ckpts[-1].step >= 15:
-            break
-        time.sleep(0.002)
+                            stderr=err.open("w"))
+    wait_for(lambda: bool((c := list_checkpoints(part)) and c[-1].step >= 15), proc,
+             "a checkpoint at step 15", err)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
