@@ -106,7 +106,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, dat
     assert not (out / "model.safetensors").exists()
 
 
-def test_interrupted_run_resumes_to_identical_weights_in_process(tmp_path, data_dir, monkeypatch):
+@pytest.mark.parametrize("other_threads", [False, True])
+def test_interrupted_run_resumes_to_identical_weights_in_process(tmp_path, data_dir, monkeypatch,
+                                                                 other_threads):
     full = tmp_path / "full"
     train(config(full, data_dir, epochs=3, batch_size=32), progress=False)
 
@@ -126,7 +128,15 @@ def test_interrupted_run_resumes_to_identical_weights_in_process(tmp_path, data_
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
     monkeypatch.setattr(loop, "save_checkpoint", real_save)
-    train(str(part), resume=True, progress=False)
+    threads = torch.get_num_threads()
+    assert json.loads((part / "config.json").read_text())["engine"]["threads"] == threads
+    if other_threads:   # resumed by a process with another thread count: the run's own is used
+        torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        train(str(part), resume=True, progress=False)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(threads)
 
     a, b = load_file(str(full / "model.safetensors")), load_file(str(part / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

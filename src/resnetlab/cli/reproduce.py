@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 
 from ..experiments import BUDGETS, EXPERIMENTS, ExperimentSpec
+from ..train.recipe import PRECISIONS
 
 
 def add_commands(sub) -> None:
@@ -28,7 +29,7 @@ def add_commands(sub) -> None:
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", choices=["auto", *PRECISIONS])
     p.add_argument("--channels-last", choices=["auto", "on", "off"])
     p.add_argument("--compile", choices=["auto", "on", "off"])
     p.add_argument("--out", help="output folder (default: results/EXPERIMENT-DATA-BUDGET)")

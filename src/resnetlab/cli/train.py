@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..errors import ResnetlabError
-from ..train.recipe import RECIPES, SCHEDULES, get_recipe
+from ..train.recipe import PRECISIONS, RECIPES, SCHEDULES, get_recipe
 
 # Recipe fields a flag may override: flag -> (field, type, help)
 _RECIPE_FLAGS = {
@@ -90,7 +90,7 @@ def _add_training_flags(p) -> None:
     p.add_argument("--milestones", type=float, nargs="+", help="step schedule: fractions of the run")
     p.add_argument("--augment", choices=["none", "flip", "pad-crop", "pad-crop-flip", "scale-crop-flip"])
     p.add_argument("--normalize", choices=["channel", "pixel-mean", "imagenet", "none"])
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="default: probe the machine")
+    p.add_argument("--precision", choices=["auto", *PRECISIONS], help="default: probe the machine")
     p.add_argument("--channels-last", choices=["auto", "on", "off"])
     p.add_argument("--compile", choices=["auto", "on", "off"])
     p.add_argument("--seed", type=int, default=0)
@@ -108,6 +108,12 @@ def _add_training_flags(p) -> None:
                         "the folder in memory (auto: when it would take over 1/4 of the RAM)")
     p.add_argument("--nproc", type=int, default=1, help="train with N processes on this machine "
                    "(a shortcut for torchrun --standalone --nproc_per_node=N -m resnetlab train ...)")
+    p.add_argument("--nnodes", type=int, default=1, help="several machines: run the same command on "
+                   "each with its --node-rank and one --rdzv-endpoint (torchrun's c10d rendezvous)")
+    p.add_argument("--node-rank", type=int, default=0, help="several machines: this machine's number, "
+                   "0 .. nnodes-1")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="several machines: where they meet "
+                   "(an address of node 0 and a free port)")
     p.add_argument("--sync-bn", action="store_true", help="several processes: BatchNorm statistics over "
                    "the global batch (SyncBatchNorm)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -145,8 +151,6 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_train(args) -> int:
-    if args.nproc < 1:
-        raise ResnetlabError(f"--nproc must be 1 or more, got {args.nproc}")
 
     def config():
         if not args.model or not args.data:
@@ -163,7 +167,8 @@ def _train_and_report(args, config) -> int:
     from ..train.distributed import launched_by_torchrun, shutdown
     from ..train.loop import train
 
-    if args.nproc > 1 and not launched_by_torchrun():
+    _check_launch_flags(args)
+    if args.nproc * args.nnodes > 1 and not launched_by_torchrun():
         return _relaunch_with_torchrun(args)
     if args.resume:
         summary = train(args.resume, resume=True, progress=not args.no_progress)
@@ -192,31 +197,54 @@ def _out_dir(args, model: str | None = None) -> str:
     return str(Path("runs") / f"{model}-{Path(args.data or 'data').name.split('.')[0]}")
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
+_LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint")
+
+
+def _check_launch_flags(args) -> None:
+    if args.nproc < 1 or args.nnodes < 1:
+        raise ResnetlabError(f"--nproc and --nnodes must be 1 or more, got {args.nproc} and {args.nnodes}")
+    if args.nnodes > 1:
+        if not args.rdzv_endpoint:
+            raise ResnetlabError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (an address of node 0 and "
+                                 "a free port, the same on every node)")
+        if not 0 <= args.node_rank < args.nnodes:
+            raise ResnetlabError(f"--node-rank must be 0 .. {args.nnodes - 1}, got {args.node_rank}")
+
+
+def _without_launch_flags(argv: list[str]) -> list[str]:
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
-        elif a == "--nproc":
+        elif a in _LAUNCH_FLAGS:
             skip = True
-        elif not a.startswith("--nproc="):
+        elif not a.startswith(tuple(f + "=" for f in _LAUNCH_FLAGS)):
             out.append(a)
     return out
 
 
 def _relaunch_with_torchrun(args) -> int:
-    """Run this same command under torchrun with --nproc processes; a failure becomes one line."""
+    """Run this same command under torchrun (--nproc processes here, on each of --nnodes machines);
+    a failure becomes one line that says how to resume."""
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-           "-m", "resnetlab", *_without_nproc(args.argv)]
+    if args.nnodes > 1:
+        where = ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank), "--rdzv-backend", "c10d",
+                 "--rdzv-endpoint", args.rdzv_endpoint, "--rdzv-id", "resnetlab"]
+        again = (f"--nproc {args.nproc} --nnodes {args.nnodes} --node-rank N --rdzv-endpoint "
+                 f"{args.rdzv_endpoint}` on every node")
+    else:
+        where, again = ["--standalone"], f"--nproc {args.nproc}`"
+    cmd = [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={args.nproc}",
+           "-m", "resnetlab", *_without_launch_flags(args.argv)]
     code = subprocess.run(cmd).returncode
     if code != 0:
         out = args.resume or _out_dir(args)
-        raise ResnetlabError(f"the {args.nproc}-process run stopped (torchrun exit code {code}; the failing "
+        world = args.nproc * args.nnodes
+        raise ResnetlabError(f"the {world}-process run stopped (torchrun exit code {code}; the failing "
                              f"rank is named above); resume it with `resnetlab train --resume {out} "
-                             f"--nproc {args.nproc}`")
+                             + again)
     return 0
 
 

@@ -97,7 +97,8 @@ class BatchLoader:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
                  view: View, normalizer: Normalizer, device: torch.device | str = "cpu",
-                 channels_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1):
+                 channels_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 dtype: torch.dtype = torch.float32):
         if batch_size % world_size:
             raise ResnetlabError(f"batch size {batch_size} is not divisible by {world_size} processes")
         if train and len(labels) < batch_size:
@@ -107,7 +108,7 @@ class BatchLoader:
         self.batch_size, self.train, self.view = batch_size, train, view
         self.normalizer = normalizer.to(device)
         self.device = torch.device(device)
-        self.channels_last, self.seed = channels_last, seed
+        self.channels_last, self.seed, self.dtype = channels_last, seed, dtype
         self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
@@ -144,7 +145,8 @@ class BatchLoader:
                               self.batch_size, self.rank * local, local)
         x = x.to(self.device, non_blocking=non_blocking)
         y = y.to(self.device, non_blocking=non_blocking)
-        return apply_view(x, self.view, gen, self.normalizer, self.channels_last), y
+        x = apply_view(x, self.view, gen, self.normalizer, self.channels_last)
+        return (x if x.dtype == self.dtype else x.to(self.dtype)), y
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (inputs, labels) on the device for batches start, start+1, ... of `epoch`."""

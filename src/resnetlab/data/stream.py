@@ -357,10 +357,11 @@ class StreamingLoader(BatchLoader):
 
     def __init__(self, source: StreamSet, batch_size: int, *, train: bool, view: View,
                  normalizer: Normalizer, device: torch.device | str = "cpu", channels_last: bool = False,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int | None = None):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int | None = None,
+                 dtype: torch.dtype = torch.float32):
         super().__init__(source, source.labels, batch_size, train=train, view=view, normalizer=normalizer,
                          device=device, channels_last=channels_last, seed=seed, rank=rank,
-                         world_size=world_size)
+                         world_size=world_size, dtype=dtype)
         self.source = source  # also `images`: BatchLoader's name for where the images come from
         self.num_workers = default_workers() if num_workers is None else num_workers
         if self.num_workers < 0:

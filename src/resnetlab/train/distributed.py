@@ -8,6 +8,7 @@ the gradients; metrics are summed over ranks; only rank 0 writes files.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ def init(device: str = "auto") -> Dist:
     backend = "nccl" if cuda else "gloo"
     if cuda:
         torch.cuda.set_device(local)
+    # Import torch._dynamo before the group exists. DDP imports it on first use, and that import,
+    # made while a group exists, keeps ten references to the group (torch 2.14): destroy_process_group()
+    # then cannot free gloo's worker threads, which live on into interpreter teardown and there,
+    # now and then, abort the process after its work is done. Imported first, it holds none.
+    importlib.import_module("torch._dynamo")
     try:
         dist.init_process_group(backend, rank=rank, world_size=world, timeout=TIMEOUT)
     except (RuntimeError, ValueError) as e:
@@ -120,11 +126,10 @@ def barrier(d: Dist) -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group before the interpreter exits, as PyTorch's docs ask: left to
-    interpreter finalisation, gloo's worker threads can still hold tensors and abort the process
-    (pytorch/pytorch#179291). A rarer abort at teardown remains (about 1 run in 15 under pytest:
-    "terminate called without an active exception" after the run's files are written); its cause
-    is not found yet."""
+    """Leave the process group before the interpreter exits, as PyTorch's docs ask: this frees the
+    gloo backend and joins its threads while Python is fully alive. Left to interpreter teardown,
+    threads that still run can abort a finished process ("terminate called without an active
+    exception", pytorch/pytorch#179291); `init` makes sure nothing else keeps the group alive."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -163,7 +168,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         from torch.distributed.nn.functional import all_reduce
 
         c = x.shape[1]
-        xf = x.float()
+        xf = x.double() if x.dtype == torch.float64 else x.float()   # fp64 runs keep fp64
         count = torch.full((1,), x.numel() / c, dtype=xf.dtype, device=x.device)
         stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = stats[2 * c]
@@ -188,7 +193,7 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
             sync = SyncBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                   child.track_running_stats).to(child.weight.device)
+                                   child.track_running_stats).to(child.weight.device, child.weight.dtype)
             sync.load_state_dict(child.state_dict())
             setattr(model, name, sync)
         else:

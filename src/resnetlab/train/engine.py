@@ -30,7 +30,7 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 @dataclass
 class Engine:
     device: str = "cpu"
-    precision: str = "fp32"        # fp32 | bf16 | fp16 (autocast)
+    precision: str = "fp32"        # fp32 | bf16 | fp16 (autocast) | fp64 (weights and inputs)
     channels_last: bool = False
     compile: bool = False
     threads: int = 0
@@ -38,9 +38,14 @@ class Engine:
     probe: dict = field(default_factory=dict)   # candidate -> images/s measured
 
     def autocast(self):
-        if self.precision == "fp32":
+        if self.precision not in _DTYPES:
             return contextlib.nullcontext()
         return torch.autocast(torch.device(self.device).type, dtype=_DTYPES[self.precision])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights and of the network's input (autocast lowers inside)."""
+        return torch.float64 if self.precision == "fp64" else torch.float32
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -96,10 +101,11 @@ class _Trial:
                  num_classes: int):
         self.device = torch.device(engine.device)
         self.engine = engine
-        model = model.to(self.device, memory_format=engine.memory_format).train()
+        model = model.to(self.device, engine.dtype, memory_format=engine.memory_format).train()
         self.model = torch.compile(model) if engine.compile else model
         self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-        self.x = torch.randn(batch, *shape, device=self.device).contiguous(memory_format=engine.memory_format)
+        self.x = torch.randn(batch, *shape, device=self.device, dtype=engine.dtype).contiguous(
+            memory_format=engine.memory_format)
         self.y = torch.randint(0, num_classes, (batch,), device=self.device)
         self.batch, self.times = batch, []
 

@@ -47,7 +47,8 @@ def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int, d: D
     preds, labels = [], []
     for x, y in loader.epoch():
         with autocast() if autocast else contextlib.nullcontext():
-            logits = model(x).float()
+            logits = model(x)
+        logits = logits if logits.dtype == torch.float64 else logits.float()   # fp64 runs stay fp64
         if logits.shape[0] != y.shape[0]:   # ten-crop: average the probabilities of the crops
             logits = crop_probabilities(logits, y.shape[0]).clamp_min(1e-12).log()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()

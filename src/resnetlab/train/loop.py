@@ -177,7 +177,14 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
                                    recipe.compile, expected_steps=total_steps, log=_log)
         engine = Engine.from_dict(distributed.broadcast(engine.to_dict() if engine else None, d))
     engine.device = str(device)
-    model.to(device, memory_format=engine.memory_format)
+    if device.type == "cpu" and engine.threads and engine.threads != torch.get_num_threads():
+        # How a CPU kernel splits its sums depends on the thread count, so a resumed run (and every
+        # rank) uses the count the run started with: resume stays bit-identical.
+        if resume:
+            _log_main(d, f"using the run's {engine.threads} threads, not this process's "
+                         f"{torch.get_num_threads()}, so the arithmetic is the one the run started with")
+        torch.set_num_threads(engine.threads)
+    model.to(device, engine.dtype, memory_format=engine.memory_format)
     if d.enabled and cfg.sync_bn:
         model = distributed.convert_sync_batchnorm(model, device)
     optimizer = torch.optim.SGD(_param_groups(model, cfg.backbone_lr_mult), lr=recipe.lr,
@@ -221,7 +228,8 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     # ---- loaders: each rank its slice of every training batch and its share of the test set ------
     train_view = View(recipe.augment, recipe.pad, recipe.crop_size, pca_lighting=recipe.pca_lighting)
     eval_view = View(recipe.eval_view, size=recipe.crop_size)
-    common = dict(normalizer=normalizer, device=device, channels_last=engine.channels_last)
+    common = dict(normalizer=normalizer, device=device, channels_last=engine.channels_last,
+                  dtype=engine.dtype)
     train_loader = loader_for(train_set, recipe.batch_size, train=True, view=train_view, seed=cfg.seed,
                               rank=d.rank, world_size=d.world_size, **common)
     eval_sets = {"test": data.test, **({"val": val_set} if val_set is not None else {})}
@@ -249,7 +257,7 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
                 with engine.autocast():
                     outputs = forward(x)
                     loss = classic_loss(outputs, y, lambda o, t: F.cross_entropy(
-                        o.float(), t, label_smoothing=recipe.label_smoothing))
+                        o.to(engine.dtype), t, label_smoothing=recipe.label_smoothing))
                 logits = main_logits(outputs)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -283,7 +291,8 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
                     # Evaluations along the way run at the training precision (half the time of
                     # fp32 on a CPU with bf16); the last one, the run's reported result, in fp32.
                     final_eval = step == total_steps
-                    rec["precision"] = "fp32" if final_eval else engine.precision
+                    rec["precision"] = ("fp32" if final_eval and engine.precision != "fp64"
+                                        else engine.precision)
                     for split, loader in eval_loaders.items():
                         r = evaluate(model, loader, num_classes, d,
                                      autocast=None if final_eval else engine.autocast)

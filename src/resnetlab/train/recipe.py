@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 
 from ..errors import ResnetlabError
 
+# Precisions a run can ask for ("auto": the engine probes fp32 / bf16 / fp16). fp64 is never probed:
+# it is reference arithmetic for checks that must hold on any CPU (1 vs N processes agree to ~1e-12
+# in fp64 whatever the vector width, where fp32's rounding differs from one CPU to the next).
+PRECISIONS = ("fp32", "bf16", "fp16", "fp64")
+
 SCHEDULES = ("step", "onecycle", "cosine", "constant", "plateau")
 
 
@@ -50,7 +55,7 @@ class Recipe:
     eval_view: str = "none"        # none | center (resize 256/224 + centre crop) | ten-crop
     eval_batch_size: int = 512
     # engine: "auto" probes the machine; flags override
-    precision: str = "auto"        # auto | fp32 | bf16 | fp16
+    precision: str = "auto"        # auto | fp32 | bf16 | fp16 | fp64 (reference arithmetic, slow)
     channels_last: str = "auto"    # auto | on | off
     compile: str = "auto"          # auto | on | off
     notes: str = ""
@@ -69,7 +74,7 @@ class Recipe:
                 raise ResnetlabError(f"--{flag} must be positive, got {getattr(self, name)}")
         if any(not 0 < m < 1 for m in self.milestones):
             raise ResnetlabError(f"milestones are fractions of the run in (0, 1), got {self.milestones}")
-        for key, allowed in (("precision", ("auto", "fp32", "bf16", "fp16")),
+        for key, allowed in (("precision", ("auto", *PRECISIONS)),
                              ("channels_last", ("auto", "on", "off")), ("compile", ("auto", "on", "off")),
                              ("normalize", ("channel", "pixel-mean", "imagenet", "none")),
                              ("eval_view", ("none", "center", "ten-crop"))):
