@@ -67,3 +67,43 @@ def test_missing_data_set_is_one_error_line(tmp_path, capsys, monkeypatch):
 def test_resume_of_a_non_run_folder(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_seeds_train_one_folder_each_then_reuse_and_resume(tmp_path, data_dir, capsys):
+    out = tmp_path / "seeds"
+    argv = ["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir", data_dir, "--epochs", "1",
+            "--batch-size", "32", "--out", str(out), "--seeds", "3", "--seed", "5", *FIXED]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "over 3 seeds (seed 5: " in text and "seed 7: " in text
+    r = json.loads((out / "seeds.json").read_text())
+    assert r["seeds"] == [5, 6, 7] and [json.loads((out / f"seed-{s}" / "config.json").read_text())["config"]
+                                        ["seed"] for s in (5, 6, 7)] == [5, 6, 7]
+    values = [r["per_seed"][str(s)]["test_top1_error"] for s in (5, 6, 7)]
+    err = r["test_top1_error"]
+    assert err["values"] == values and err["n"] == 3
+    assert err["mean"] == pytest.approx(sum(values) / 3)
+    assert err["std"] == pytest.approx((sum((v - err["mean"]) ** 2 for v in values) / 2) ** 0.5)
+    # different seeds: different initialisation and data order, so different weights
+    w = [(out / f"seed-{s}" / "model.safetensors").read_bytes() for s in (5, 6, 7)]
+    assert len(set(w)) == 3
+
+    # again: finished seeds are reused (nothing retrained); an unfinished one resumes
+    (out / "seed-6" / "model.safetensors").unlink()
+    (out / "seed-6" / "summary.json").unlink()
+    before = (out / "seed-5" / "metrics.jsonl").read_text()
+    assert main(argv + ["--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["test_top1_error"]["values"] == pytest.approx(values)
+    assert (out / "seed-5" / "metrics.jsonl").read_text() == before
+    assert (out / "seed-6" / "model.safetensors").exists()
+
+
+def test_seeds_flag_errors(tmp_path, data_dir, capsys):
+    base = ["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir", data_dir,
+            "--out", str(tmp_path / "s"), *FIXED]
+    for extra, message in ((["--seeds", "0"], "--seeds N needs N >= 1"), (["--seeds", "1", "1"], "twice"),
+                           (["--seeds", "2", "--resume", str(tmp_path)], "do not go together")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]

@@ -61,12 +61,12 @@ def test_gap_along_run_counts_where_the_deeper_net_is_worse():
 
 def test_experiments_share_runs_and_refuse_a_different_budget(spec, monkeypatch):
     degradation.run(spec, depths=[8, 14])
-    import resnetlab.experiments.common as common
+    import resnetlab.train.loop as loop
 
     def no_training(*a, **k):
         raise AssertionError("should have reused the degradation runs")
 
-    monkeypatch.setattr(common, "train", no_training)
+    monkeypatch.setattr(loop, "train", no_training)   # what finish_run calls to train or resume
     depth.run(spec, depths=[8, 14])
     results = json.loads((spec.out / "results.json").read_text())
     assert set(results) == {"degradation", "depth"}

@@ -94,6 +94,9 @@ def _add_training_flags(p) -> None:
     p.add_argument("--channels-last", choices=["auto", "on", "off"])
     p.add_argument("--compile", choices=["auto", "on", "off"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="several seeds: N (seeds --seed .. "
+                   "--seed+N-1) or a list of two or more; one run folder OUT/seed-S each (a finished one is "
+                   "reused, a partial one resumed) and OUT/seeds.json with mean ± std")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints "
@@ -170,7 +173,12 @@ def _train_and_report(args, config) -> int:
     _check_launch_flags(args)
     if args.nproc * args.nnodes > 1 and not launched_by_torchrun():
         return _relaunch_with_torchrun(args)
-    if args.resume:
+    if args.seeds:
+        if args.resume:
+            raise ResnetlabError("--seeds and --resume do not go together: run the same --seeds command "
+                                 "again, and it resumes every unfinished seed")
+        summary = _train_seeds(args, config())
+    elif args.resume:
         summary = train(args.resume, resume=True, progress=not args.no_progress)
     else:
         summary = train(config(), progress=not args.no_progress)
@@ -178,11 +186,57 @@ def _train_and_report(args, config) -> int:
     return _report(args, summary)
 
 
+def seed_list(seeds: list[int], first: int = 0) -> list[int]:
+    """--seeds N: N seeds from --seed on; --seeds A B ...: those."""
+    if len(seeds) == 1:
+        if seeds[0] < 1:
+            raise ResnetlabError(f"--seeds N needs N >= 1, got {seeds[0]}")
+        return list(range(first, first + seeds[0]))
+    if len(set(seeds)) != len(seeds):
+        raise ResnetlabError(f"--seeds lists a seed twice: {seeds}")
+    return list(seeds)
+
+
+def _train_seeds(args, base) -> dict:
+    """One run per seed in OUT/seed-S (reused or resumed when there), then OUT/seeds.json."""
+    import dataclasses
+
+    from ..stats import summarize
+    from ..train.checkpoint import write_json
+    from ..train.loop import finish_run
+
+    root = Path(base.out)
+    seeds = seed_list(args.seeds, args.seed)
+    runs = {}
+    for seed in seeds:
+        cfg = dataclasses.replace(base, seed=seed, out=str(root / f"seed-{seed}"))
+        runs[seed] = finish_run(cfg, progress=not args.no_progress,
+                                same=("model", "data", "model_options", "seed", "train_subset", "classes",
+                                      "per_class", "init_from", "freeze"))
+    metrics = ("test_top1_error", "test_top5_error", "final_train_error")
+    result = {"model": base.model, "data": base.data, "recipe": base.recipe.name, "seeds": seeds,
+              "runs": [str(root / f"seed-{s}") for s in seeds],
+              **{m: summarize([runs[s][m] for s in seeds]).to_dict() for m in metrics
+                 if all(runs[s].get(m) is not None for s in seeds)},
+              "per_seed": {str(s): runs[s] for s in seeds}}
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(root / "seeds.json", result)
+    return result
+
+
 def _report(args, summary: dict) -> int:
     if int(os.environ.get("RANK", "0")) != 0:   # under torchrun, rank 0 reports
         return 0
     if args.json:
         print(json.dumps(summary, indent=2))
+    elif "seeds" in summary:
+        from ..stats import summarize
+
+        err = summarize(summary["test_top1_error"]["values"])
+        each = ", ".join(f"seed {s}: {100 * v:.2f}%"
+                         for s, v in zip(summary["seeds"], err.values, strict=True))
+        where = Path(summary["runs"][0]).parent / "seeds.json"
+        print(f"test error {err.pct()} over {err.n} seeds ({each}); {where}")
     else:
         print(f"test accuracy {summary['test_accuracy']:.4f} (top-1 error {summary['test_top1_error']:.4f}, "
               f"top-5 error {summary['test_top5_error']:.4f}) after {summary['epochs']:.1f} epochs "

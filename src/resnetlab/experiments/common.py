@@ -24,7 +24,7 @@ from ..errors import ResnetlabError
 from ..models import count_params, create_model
 from ..train.checkpoint import write_json
 from ..train.evaluate import load_run_config
-from ..train.loop import TrainConfig, train
+from ..train.loop import TrainConfig, finish_run
 from ..train.metrics import read_metrics
 from ..train.recipe import Recipe, get_recipe
 
@@ -93,31 +93,9 @@ def train_or_reuse(spec: ExperimentSpec, model: str, options: dict | None = None
     cfg = TrainConfig(model=model, data=spec.data, out=str(out), recipe=recipe, model_options=options,
                       data_dir=spec.data_dir, seed=spec.seed, device=spec.device,
                       train_subset=spec.train_subset, **fields)
-    if (out / "config.json").exists():
-        saved = load_run_config(out)["config"]
-        mine = cfg.to_dict()
-        keys = ("model", "data", "model_options", "seed", "train_subset", *fields)
-        same = all(saved.get(k) == mine[k] for k in keys) and _same_recipe(saved["recipe"], mine["recipe"])
-        if not same:
-            raise ResnetlabError(f"{out} holds a run with a different set-up (budget, recipe or seed); "
-                                 "use another --out, or delete that folder to retrain it")
-        if (out / "summary.json").exists():
-            return out
-        train(out, resume=True, data=data, progress=spec.progress)
-        return out
-    train(cfg, data=data, progress=spec.progress)
+    finish_run(cfg, data=data, progress=spec.progress,
+               same=("model", "data", "model_options", "seed", "train_subset", *fields))
     return out
-
-
-def _same_recipe(a: dict, b: dict) -> bool:
-    # The engine fields may legitimately differ (probe vs flags); the optimisation may not.
-    ignore = {"precision", "channels_last", "compile", "notes"}
-    keys = (set(a) | set(b)) - ignore
-    return all(_norm(a.get(k)) == _norm(b.get(k)) for k in keys)
-
-
-def _norm(v):
-    return list(v) if isinstance(v, tuple) else v
 
 
 def load_data(spec: ExperimentSpec) -> DataSplits:

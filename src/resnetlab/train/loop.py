@@ -15,6 +15,7 @@ the checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -334,6 +335,31 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     summary = distributed.broadcast(summary, d)
     distributed.barrier(d)
     return summary
+
+
+def finish_run(cfg: TrainConfig, data: DataSplits | None = None, progress: bool = True,
+               same: tuple[str, ...] = ("model", "data", "model_options", "seed", "train_subset")) -> dict:
+    """Train `cfg` to the end: a finished run in cfg.out is reused, a partial one resumed, if its
+    saved config agrees on the fields `same` and the recipe's optimisation (not its engine
+    fields); else a new run. Returns the run's summary."""
+    out = Path(cfg.out)
+    if (out / "config.json").exists():
+        saved = load_run_config(out)["config"]
+        mine = cfg.to_dict()
+        if not (all(saved.get(k) == mine[k] for k in same) and _same_recipe(saved["recipe"], mine["recipe"])):
+            raise ResnetlabError(f"{out} holds a run with a different set-up (budget, recipe or seed); "
+                                 "use another --out, or delete that folder to retrain it")
+        if (out / "summary.json").exists():
+            return json.loads((out / "summary.json").read_text())
+        return train(out, resume=True, data=data, progress=progress)
+    return train(cfg, data=data, progress=progress)
+
+
+def _same_recipe(a: dict, b: dict) -> bool:
+    # The engine fields may legitimately differ (probe vs flags); the optimisation may not.
+    ignore = {"precision", "channels_last", "compile", "notes"}
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON has no tuples)
+    return all(norm(a.get(k)) == norm(b.get(k)) for k in (set(a) | set(b)) - ignore)
 
 
 def _param_groups(model: torch.nn.Module, backbone_lr_mult: float) -> list[dict]:
