@@ -154,7 +154,6 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_train(args) -> int:
-
     def config():
         if not args.model or not args.data:
             raise ResnetlabError("train needs --model and --data (or --resume RUN_DIR)")
@@ -211,8 +210,7 @@ def _train_seeds(args, base) -> dict:
     for seed in seeds:
         cfg = dataclasses.replace(base, seed=seed, out=str(root / f"seed-{seed}"))
         runs[seed] = finish_run(cfg, progress=not args.no_progress,
-                                same=("model", "data", "model_options", "seed", "train_subset", "classes",
-                                      "per_class", "init_from", "freeze"))
+                                also=("classes", "per_class", "init_from", "freeze"))
     metrics = ("test_top1_error", "test_top5_error", "final_train_error")
     result = {"model": base.model, "data": base.data, "recipe": base.recipe.name, "seeds": seeds,
               "runs": [str(root / f"seed-{s}") for s in seeds],

@@ -93,8 +93,7 @@ def train_or_reuse(spec: ExperimentSpec, model: str, options: dict | None = None
     cfg = TrainConfig(model=model, data=spec.data, out=str(out), recipe=recipe, model_options=options,
                       data_dir=spec.data_dir, seed=spec.seed, device=spec.device,
                       train_subset=spec.train_subset, **fields)
-    finish_run(cfg, data=data, progress=spec.progress,
-               same=("model", "data", "model_options", "seed", "train_subset", *fields))
+    finish_run(cfg, data=data, progress=spec.progress, also=tuple(fields))
     return out
 
 

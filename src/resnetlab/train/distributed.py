@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ResnetlabError
+from .engine import at_least_fp32
 
 # A rank that dies leaves the others blocked in a collective; this bounds how long they wait
 # before failing with an error (torchrun also tears the group down when a worker exits).
@@ -168,7 +169,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         from torch.distributed.nn.functional import all_reduce
 
         c = x.shape[1]
-        xf = x.double() if x.dtype == torch.float64 else x.float()   # fp64 runs keep fp64
+        xf = at_least_fp32(x)
         count = torch.full((1,), x.numel() / c, dtype=xf.dtype, device=x.device)
         stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = stats[2 * c]

@@ -27,6 +27,11 @@ from ..paths import cache_root
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """`t` in fp32, or in fp64 if it is fp64: losses and statistics are never taken in bf16/fp16."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 @dataclass
 class Engine:
     device: str = "cpu"

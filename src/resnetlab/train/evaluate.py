@@ -17,7 +17,7 @@ from ..errors import ResnetlabError
 from ..models import create_model
 from .checkpoint import CHECKPOINTS, latest_checkpoint, load_weights_into, read_weights
 from .distributed import Dist, sum_over_ranks, sum_tensor_over_ranks
-from .engine import resolve_device
+from .engine import at_least_fp32, resolve_device
 from .metrics import EvalResult, confusion_matrix, topk_correct
 
 
@@ -48,7 +48,7 @@ def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int, d: D
     for x, y in loader.epoch():
         with autocast() if autocast else contextlib.nullcontext():
             logits = model(x)
-        logits = logits if logits.dtype == torch.float64 else logits.float()   # fp64 runs stay fp64
+        logits = at_least_fp32(logits)
         if logits.shape[0] != y.shape[0]:   # ten-crop: average the probabilities of the crops
             logits = crop_probabilities(logits, y.shape[0]).clamp_min(1e-12).log()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()

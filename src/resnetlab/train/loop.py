@@ -337,16 +337,21 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     return summary
 
 
+# The config fields a run folder must agree on to be reused or resumed by finish_run.
+SAME_RUN = ("model", "data", "model_options", "seed", "train_subset")
+
+
 def finish_run(cfg: TrainConfig, data: DataSplits | None = None, progress: bool = True,
-               same: tuple[str, ...] = ("model", "data", "model_options", "seed", "train_subset")) -> dict:
+               also: tuple[str, ...] = ()) -> dict:
     """Train `cfg` to the end: a finished run in cfg.out is reused, a partial one resumed, if its
-    saved config agrees on the fields `same` and the recipe's optimisation (not its engine
+    saved config agrees on SAME_RUN + `also` and on the recipe's optimisation (not its engine
     fields); else a new run. Returns the run's summary."""
     out = Path(cfg.out)
     if (out / "config.json").exists():
         saved = load_run_config(out)["config"]
         mine = cfg.to_dict()
-        if not (all(saved.get(k) == mine[k] for k in same) and _same_recipe(saved["recipe"], mine["recipe"])):
+        same = all(saved.get(k) == mine[k] for k in (*SAME_RUN, *also))
+        if not (same and _same_recipe(saved["recipe"], mine["recipe"])):
             raise ResnetlabError(f"{out} holds a run with a different set-up (budget, recipe or seed); "
                                  "use another --out, or delete that folder to retrain it")
         if (out / "summary.json").exists():
