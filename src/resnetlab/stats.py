@@ -34,6 +34,12 @@ class Summary:
             return f"{100 * self.mean:.2f}%"
         return f"{100 * self.mean:.2f} ± {100 * self.std:.2f}%"
 
+    def fmt(self, percent: bool = True) -> str:
+        """pct(), or '0.412 ± 0.013' for values that are not fractions."""
+        if percent:
+            return self.pct()
+        return f"{self.mean:.3f}" if self.n == 1 else f"{self.mean:.3f} ± {self.std:.3f}"
+
 
 def summarize(values) -> Summary:
     v = np.asarray(list(values), dtype=np.float64)
@@ -145,14 +151,15 @@ def difference(a, b, confidence: float = 0.95, paired: bool | None = None) -> Di
 
 
 def compare(name_a: str, a, name_b: str, b, what: str = "error",
-            confidence: float = 0.95) -> tuple[str, Difference]:
-    """A verdict sentence on whether `name_a` has a lower `what` than `name_b` (values are fractions),
-    and the Difference behind it."""
+            confidence: float = 0.95, percent: bool = True) -> tuple[str, Difference]:
+    """A verdict sentence on whether `name_a` has a lower `what` than `name_b` (values are fractions,
+    shown as percent and points, unless percent=False), and the Difference behind it."""
     d = difference(a, b, confidence)
     sa, sb = summarize(a), summarize(b)
-    both = f"{name_a} {sa.pct()} vs {name_b} {sb.pct()} {what}"
-    interval = (f"difference {100 * d.diff:+.2f} points, {100 * confidence:.0f}% {d.method} interval "
-                f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}]" if d.method != "one seed" else "one seed each")
+    both = f"{name_a} {sa.fmt(percent)} vs {name_b} {sb.fmt(percent)} {what}"
+    k, unit, f = (100, " points", ".2f") if percent else (1, "", ".3f")
+    interval = (f"difference {k * d.diff:+{f}}{unit}, {100 * confidence:.0f}% {d.method} interval "
+                f"[{k * d.low:+{f}}, {k * d.high:+{f}}]" if d.method != "one seed" else "one seed each")
     agree = f"{d.agree} of {d.of} {'seeds' if d.method == 'paired t' else 'pairs'} have {name_a} lower"
     if not d.resolved:
         return f"not resolved at this budget: {both} ({interval}; {agree})", d

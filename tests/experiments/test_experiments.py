@@ -31,32 +31,95 @@ def test_degradation_end_to_end(spec):
     saved = json.loads((spec.out / "results.json").read_text())["degradation"]
     assert saved["depths"] == [8, 14] and saved["figures"] == ["degradation.png"]
     assert set(saved["models"]) == {"plain8", "plain14", "resnet8", "resnet14"}
-    for m in saved["models"].values():
-        assert {"depth", "params", "final_train_error", "final_test_error", "best_test_error", "steps",
-                "run_dir"} <= set(m)
-        assert 0 <= m["final_test_error"] <= 1 and m["steps"] == 12
+    for name, m in saved["models"].items():
+        assert {"depth", "params", "seeds", "final_train_error", "final_running_train_error",
+                "final_test_error", "best_test_error", "steps", "run_dirs"} <= set(m)
+        assert m["seeds"] == [0] and m["run_dirs"] == [str(spec.out / "runs" / name / "seed-0")]
+        assert 0 <= m["final_test_error"]["mean"] <= 1 and m["steps"] == 12
+        assert m["train_error_kind"] == "un-augmented training sample"   # the whole 256 images here
     assert saved["models"]["plain14"]["params"] == saved["models"]["resnet14"]["params"]
     assert saved["recipe"]["name"] == "paper-cifar" and saved["recipe"]["batch_size"] == 128
-    assert any("plain-14" in v and "training error than plain-8" in v for v in r["verdicts"])
-    assert any("resnet-14" in v for v in r["verdicts"])
+    assert saved["seeds"] == [0]
+    # One seed: no interval, so nothing is resolved either way.
+    assert r["verdicts"][0].startswith("plain nets, training error: not resolved at this budget")
+    assert all("one seed each" in v for v in r["verdicts"] if "vs" in v and "along the run" not in v)
     md = (spec.out / "degradation.md").read_text()
-    assert "| 14 |" in md and "different data set" in md
+    assert "| 14 |" in md and "different data set" in md and "one seed (0)" in md
 
 
-def _curves(name, train_error):
+def _run(name, train_error, test_error=0.5, sample=None, seed=0):
     from resnetlab.experiments.common import RunCurves
     steps = [10 * (i + 1) for i in range(len(train_error))]
-    return RunCurves(name, None, steps, train_error, steps[-1:], [0.5], 0, {})
+    return RunCurves(name, None, steps, train_error, steps[-1:], [test_error], 0, {}, seed,
+                     [sample] if sample is not None else [])
+
+
+def _seeds(name, *runs):
+    from resnetlab.experiments.common import Seeds
+    return Seeds(name, list(runs))
 
 
 def test_gap_along_run_counts_where_the_deeper_net_is_worse():
-    shallow = _curves("plain8", [0.9, 0.6, 0.5, 0.4, 0.3])
-    deep = _curves("plain14", [0.8, 0.7, 0.4, 0.5, 0.4])
+    shallow = _seeds("plain8", _run("plain8", [0.9, 0.6, 0.5, 0.4, 0.3]))
+    deep = _seeds("plain14", _run("plain14", [0.8, 0.7, 0.4, 0.5, 0.4]))
     assert degradation.gap_along_run(deep, shallow) == (3, 5, 40)   # above at 20, 40, 50; since 40
     assert degradation.gap_along_run(shallow, deep) == (2, 5, None)  # not above at the last step
     curves = {"plain8": shallow, "plain14": deep, "resnet8": shallow, "resnet14": shallow}
     lines = degradation.verdicts(curves, [8, 14])
     assert "at 3 of 5 logged steps (continuously from step 40 to the end)" in lines[1]
+
+
+def test_gap_along_run_uses_the_mean_over_seeds():
+    # Seed 0 has the deep net above everywhere, seed 1 below by more: the mean is below.
+    deep = _seeds("plain14", _run("plain14", [0.6, 0.6], seed=0), _run("plain14", [0.2, 0.2], seed=1))
+    shallow = _seeds("plain8", _run("plain8", [0.5, 0.5], seed=0), _run("plain8", [0.5, 0.5], seed=1))
+    assert degradation.gap_along_run(deep, shallow) == (0, 2, None)
+
+
+def test_degradation_verdicts_resolve_only_what_the_seeds_resolve():
+    def net(name, sample_errors):
+        return _seeds(name, *[_run(name, [0.5], sample=e, seed=i) for i, e in enumerate(sample_errors)])
+    curves = {
+        # plain: the deep net is 10 points worse on every seed -> resolved, degradation
+        "plain20": net("plain20", [0.10, 0.12, 0.11]), "plain56": net("plain56", [0.20, 0.22, 0.21]),
+        # resnet: seeds disagree (+3, -2, +1 points) -> the interval contains 0
+        "resnet20": net("resnet20", [0.10, 0.12, 0.11]), "resnet56": net("resnet56", [0.13, 0.10, 0.12]),
+    }
+    lines = degradation.verdicts(curves, [20, 56])
+    plain = next(v for v in lines if v.startswith("plain nets, training error"))
+    assert "plain-20 has the lower training error" in plain and plain.endswith("degradation present")
+    assert "+10.00 points" in plain and "3 of 3 seeds have plain-56 lower" not in plain
+    res = next(v for v in lines if v.startswith("ResNets, training error"))
+    assert "not resolved at this budget" in res and "1 of 3 seeds have ResNet-56 lower" in res
+    assert "the deeper ResNet" not in res     # no conclusion drawn from an unresolved comparison
+
+
+def test_seeds_train_one_folder_each_and_results_keep_every_value(spec):
+    spec.seeds = (0, 1)
+    r = degradation.run(spec, depths=[8, 14])
+    saved = json.loads((spec.out / "results.json").read_text())["degradation"]
+    assert saved["seeds"] == [0, 1]
+    for name, m in saved["models"].items():
+        assert m["seeds"] == [0, 1]
+        for s in (0, 1):
+            run = spec.out / "runs" / name / f"seed-{s}"
+            assert (run / "summary.json").is_file()
+            assert json.loads((run / "config.json").read_text())["config"]["seed"] == s
+        values = m["final_test_error"]["values"]
+        assert len(values) == 2 and m["final_test_error"]["mean"] == pytest.approx(sum(values) / 2)
+        assert m["final_test_error"]["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+    # The seeds differ in initialisation and data order.
+    first = [json.loads(line) for line in (spec.out / "runs/resnet8/seed-0/metrics.jsonl").open()]
+    second = [json.loads(line) for line in (spec.out / "runs/resnet8/seed-1/metrics.jsonl").open()]
+    assert first[0]["train_loss"] != second[0]["train_loss"]
+    # Every difference has its interval, and a verdict says "not resolved" exactly when it holds 0.
+    for kind in ("plain", "resnet"):
+        d = saved["differences"][f"{kind}14-{kind}8"]["training error"]
+        assert d["method"] == "paired t" and d["low"] <= d["diff"] <= d["high"]
+        line = next(v for v in r["verdicts"] if v.startswith(("plain nets" if kind == "plain" else "ResNets")
+                                                               + ", training error"))
+        assert ("not resolved at this budget" in line) == (d["low"] <= 0 <= d["high"])
+    assert "mean ± std over 2 seeds (0, 1" in (spec.out / "degradation.md").read_text()
 
 
 def test_experiments_share_runs_and_refuse_a_different_budget(spec, monkeypatch):
@@ -78,21 +141,28 @@ def test_experiments_share_runs_and_refuse_a_different_budget(spec, monkeypatch)
 
 
 def test_responses_end_to_end(spec):
+    spec.seeds = (0, 1)
     r = responses.run(spec, depths=[8, 14])
     assert png(spec.out / "responses.png")
     lengths = {k: len(v) for k, v in r["std"].items()}
     assert lengths == {"plain8": 7, "plain14": 13, "resnet8": 7, "resnet14": 13}   # 6n+1 3x3 layers
     assert all(s > 0 and math.isfinite(s) for v in r["std"].values() for s in v)
-    assert len(r["verdicts"]) == 3
+    for k, runs in r["std_per_seed"].items():   # the figure's curve is the mean over seeds
+        assert len(runs) == 2
+        assert r["std"][k] == pytest.approx([(a + b) / 2 for a, b in zip(*runs, strict=True)])
+        assert r["mean_std"][k]["n"] == 2
+    assert len(r["verdicts"]) == 3 and all("mean response std" in v for v in r["verdicts"])
 
 
 def test_shortcuts_end_to_end(spec):
     r = shortcuts.run(spec, depth=8)
     m = r["models"]
     assert m["A"]["params"] == m["plain"]["params"] < m["B"]["params"] < m["C"]["params"]
-    assert "ranks" in r["verdicts"][0]
-    beaten = all(m[k]["final_test_error"] < m["plain"]["final_test_error"] for k in "ABC")
-    assert r["verdicts"][1].startswith("every shortcut option beats" if beaten else "option ")
+    assert set(r["differences"]) == {"B-A", "C-B", "C-A", "A-plain", "B-plain", "C-plain"}
+    assert r["verdicts"][0].startswith("not resolved at this budget: option B")   # one seed
+    assert "the paper finds C < B < A" in r["verdicts"][-1]
+    # Option A is the degradation experiment's resnet: the same folder.
+    assert m["A"]["run_dirs"] == [str(spec.out / "runs" / "resnet8" / "seed-0")]
 
 
 def test_reproduce_command(spec, capsys):
@@ -156,7 +226,7 @@ def test_transfer_end_to_end(tmp_path, monkeypatch):
     assert set(r["models"]) == {f"{m}-{n}" for m in transfer.MODES for n in (4, 8)}
     assert r["models"]["frozen-4"]["batch_size"] == 10
     assert len(r["verdicts"]) == 2 and "per class" in r["verdicts"][0]
-    evals = [line for line in (spec.out / "runs" / "scratch-4" / "metrics.jsonl").read_text().splitlines()
+    evals = [line for line in (spec.out / "runs/scratch-4/seed-0/metrics.jsonl").read_text().splitlines()
              if '"eval"' in line]
     assert len(evals) == 5
     md = (spec.out / "transfer.md").read_text()
@@ -171,7 +241,7 @@ def test_zoo_end_to_end(spec):
     assert set(m) == {"lenet5", "resnet8"}
     assert m["lenet5"]["params"] == 61_706   # LeNet-5 at 10 classes, 1 channel
     for row in m.values():
-        assert row["iterations"] >= 20 and row["mult_adds"] > 0 and 0 <= row["test_accuracy"] <= 1
+        assert row["iterations"] >= 20 and row["mult_adds"] > 0 and 0 <= row["test_accuracy"]["mean"] <= 1
         assert row["images_per_s"] > 0
     md = (spec.out / "zoo.md").read_text()
     assert "| lenet5 |" in md and "s of training" in md
@@ -187,12 +257,12 @@ def test_zoo_trains_a_diverging_model_again_at_a_tenth_of_the_lr(spec, monkeypat
     real = zoo.train_or_reuse
     calls = []
 
-    def diverge_at_full_lr(spec, model, data=None, recipe=None, name=None):
+    def diverge_at_full_lr(spec, model, data=None, recipe=None, name=None, seed=0):
         calls.append((name or model, recipe.lr))
         if name is None and model == "lenet5":
-            (spec.out / "runs" / model).mkdir(parents=True, exist_ok=True)
+            (spec.out / "runs" / model / f"seed-{seed}").mkdir(parents=True, exist_ok=True)
             raise Diverged("training diverged: loss became nan at step 3")
-        return real(spec, model, data=data, recipe=recipe, name=name)
+        return real(spec, model, data=data, recipe=recipe, name=name, seed=seed)
 
     monkeypatch.setattr(zoo, "train_or_reuse", diverge_at_full_lr)
     r = zoo.run(spec, models=("lenet5", "resnet8"), seconds=2)

@@ -149,3 +149,32 @@ def test_interrupted_run_resumes_to_identical_weights_in_process(tmp_path, data_
 def test_resume_of_a_folder_without_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(ResnetlabError, match="not a run folder"):
         train(str(tmp_path), resume=True, progress=False)
+
+
+def test_train_eval_sample_is_the_error_on_fixed_unaugmented_training_images(tmp_path, data_dir):
+    from resnetlab.data.sources import ImageSet
+    from resnetlab.train.evaluate import evaluate_run
+    from resnetlab.train.loop import train_eval_sample
+
+    # The sample is fixed: the same images whatever the run's seed, a sorted subset, no repeats.
+    images = ImageSet(torch.zeros(100, 1, 4, 4, dtype=torch.uint8), torch.arange(100),
+                      [str(i) for i in range(100)])
+    a, b = train_eval_sample(images, 30), train_eval_sample(images, 30)
+    assert a.labels.tolist() == b.labels.tolist() == sorted(set(a.labels.tolist())) and len(a) == 30
+    assert train_eval_sample(images, 500) is images
+    with pytest.raises(ResnetlabError, match="--train-eval-sample"):
+        train_eval_sample(images, -1)
+
+    # All the training images (the sample is larger than the set): the last evaluation's training
+    # error is exactly what `resnetlab eval --split train` measures on the finished run, without
+    # augmentation, in fp32.
+    cfg = config(tmp_path / "run", data_dir, recipe="paper-cifar", iterations=8, batch_size=32,
+                 eval_every=0.5)
+    cfg.train_eval_sample = 10000
+    summary = train(cfg, progress=False)
+    evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open() if '"eval"' in line]
+    assert len(evals) == 2 and all("train_sample_top1_error" in r for r in evals)
+    assert summary["train_sample_top1_error"] == evals[-1]["train_sample_top1_error"]
+    r = evaluate_run(tmp_path / "run", split="train", data_dir=data_dir)
+    assert r["top1_error"] == pytest.approx(summary["train_sample_top1_error"], abs=1e-9)
+    assert evals[-1]["train_sample_loss"] == pytest.approx(r["loss"], rel=1e-5)

@@ -48,6 +48,16 @@ def test_onecycle_rises_then_falls_to_final_lr():
     assert all(a <= b for a, b in zip(lrs[:19], lrs[1:20], strict=True))
 
 
+def test_step_schedule_with_warmup_ramps_linearly_then_keeps_the_papers_steps():
+    r = get_recipe("paper-cifar", iterations=100, warmup=0.1)
+    s = Schedule(r, 100)
+    assert [s.lr(i) for i in range(10)] == pytest.approx([0.01 * (i + 1) for i in range(10)])
+    assert s.lr(10) == s.lr(49) == pytest.approx(0.1)
+    assert s.lr(50) == pytest.approx(0.01) and s.lr(75) == pytest.approx(0.001)
+    # Without warm-up the paper's schedule is untouched: 0.1 from step 0.
+    assert Schedule(get_recipe("paper-cifar", iterations=100), 100).lr(0) == pytest.approx(0.1)
+
+
 def test_plateau_divides_after_patience_evaluations():
     r = get_recipe("paper-imagenet", patience=2)
     s = Schedule(r, 1000)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..experiments import BUDGETS, EXPERIMENTS, ExperimentSpec
 from ..train.recipe import PRECISIONS
+from .train import seed_list
 
 
 def add_commands(sub) -> None:
@@ -27,7 +28,14 @@ def add_commands(sub) -> None:
     p.add_argument("--depth", type=int, default=20, help="shortcuts: the depth to compare A/B/C at")
     p.add_argument("--recipe", help="training recipe (default: paper-cifar; fast for transfer)")
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="several seeds: N (seeds --seed .. "
+                   "--seed+N-1) or a list of two or more; every model trains once per seed "
+                   "(OUT/runs/NAME/seed-S), tables give mean ± std, verdicts an interval")
+    p.add_argument("--train-eval-sample", type=int, default=10000, metavar="N",
+                   help="un-augmented training images whose error is measured at each evaluation, the "
+                        "training error of tables and verdicts (default 10000; 0: the running error on "
+                        "augmented batches)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["auto", *PRECISIONS])
     p.add_argument("--channels-last", choices=["auto", "on", "off"])
@@ -44,8 +52,9 @@ def cmd_reproduce(args) -> int:
     recipe = args.recipe or ("fast" if args.experiment in ("transfer", "zoo") else "paper-cifar")
     spec = ExperimentSpec(data=args.data, out=out, budget=args.budget, recipe=recipe,
                           epochs=args.epochs, iterations=args.iterations, data_dir=args.data_dir,
-                          seed=args.seed, device=args.device, engine=engine,
-                          train_subset=args.train_subset, progress=not args.no_progress)
+                          seeds=tuple(seed_list(args.seeds or [1], args.seed)), device=args.device,
+                          engine=engine, train_subset=args.train_subset,
+                          train_eval_sample=args.train_eval_sample, progress=not args.no_progress)
     module = importlib.import_module(f"..experiments.{args.experiment}", __package__)
     if args.experiment == "shortcuts":
         result = module.run(spec, depth=args.depth)

@@ -17,7 +17,7 @@ _RECIPE_FLAGS = {
     "--momentum": ("momentum", float, None),
     "--weight-decay": ("weight_decay", float, None),
     "--label-smoothing": ("label_smoothing", float, None),
-    "--warmup": ("warmup", float, "fraction of the run with a linear lr ramp (onecycle/cosine)"),
+    "--warmup": ("warmup", float, "fraction of the run with a linear lr ramp up to --lr (not plateau)"),
     "--pad": ("pad", int, "pixels of zero padding before the random crop"),
     "--crop-size": ("crop_size", int, "training crop / evaluation size (large images)"),
     "--val-split": ("val_split", int, "training images held out for validation (paper: 5000)"),
@@ -104,6 +104,8 @@ def _add_training_flags(p) -> None:
     p.add_argument("--log-every", type=int, default=0, help="steps between training-metric records "
                    "(default: about 10 per epoch)")
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
+    p.add_argument("--train-eval-sample", type=int, default=0, metavar="N", help="at each evaluation also "
+                   "measure the error on a fixed sample of N un-augmented training images")
     p.add_argument("--image-size", type=int, help="image folders: resize the shorter side to this and "
                    "centre-crop a square (default: keep the size when all images share one)")
     p.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
@@ -136,7 +138,8 @@ def _config_from_args(args, model: str, options: dict, **extra):
                        recipe=get_recipe(args.recipe, **overrides), model_options=options,
                        data_dir=args.data_dir, seed=args.seed, device=args.device,
                        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                       train_subset=args.train_subset, image_size=args.image_size, stream=args.stream,
+                       train_subset=args.train_subset, train_eval_sample=args.train_eval_sample,
+                       image_size=args.image_size, stream=args.stream,
                        sync_bn=args.sync_bn, classes=args.classes, per_class=args.per_class, **extra)
 
 
@@ -211,7 +214,7 @@ def _train_seeds(args, base) -> dict:
         cfg = dataclasses.replace(base, seed=seed, out=str(root / f"seed-{seed}"))
         runs[seed] = finish_run(cfg, progress=not args.no_progress,
                                 also=("classes", "per_class", "init_from", "freeze"))
-    metrics = ("test_top1_error", "test_top5_error", "final_train_error")
+    metrics = ("test_top1_error", "test_top5_error", "final_train_error", "train_sample_top1_error")
     result = {"model": base.model, "data": base.data, "recipe": base.recipe.name, "seeds": seeds,
               "runs": [str(root / f"seed-{s}") for s in seeds],
               **{m: summarize([runs[s][m] for s in seeds]).to_dict() for m in metrics

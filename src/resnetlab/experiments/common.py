@@ -22,6 +22,7 @@ from ..data.sources import DataSplits
 from ..data.stream import open_data
 from ..errors import ResnetlabError
 from ..models import count_params, create_model
+from ..stats import Difference, Summary, compare, summarize
 from ..train.checkpoint import write_json
 from ..train.evaluate import load_run_config
 from ..train.loop import TrainConfig, finish_run
@@ -50,10 +51,11 @@ class ExperimentSpec:
     epochs: float | None = None
     iterations: int | None = None
     data_dir: str | None = None
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)   # one run folder per seed: OUT/runs/NAME/seed-S
     device: str = "auto"
     engine: dict = field(default_factory=dict)   # precision / channels_last / compile overrides
     train_subset: int | None = None
+    train_eval_sample: int = 10000   # un-augmented training images evaluated with the test set
     progress: bool = True
 
     @property
@@ -83,18 +85,28 @@ def run_name(model: str, options: dict) -> str:
 
 def train_or_reuse(spec: ExperimentSpec, model: str, options: dict | None = None,
                    data: DataSplits | None = None, name: str | None = None, recipe: Recipe | None = None,
-                   **fields) -> Path:
-    """Train `model` into OUT/runs/NAME, or reuse/resume what is there if its config matches.
-    `recipe` replaces the experiment's; `fields` set other TrainConfig fields (init_from, freeze,
-    classes, per_class, ...)."""
+                   seed: int | None = None, **fields) -> Path:
+    """Train `model` with one seed (default: the first of the experiment's) into
+    OUT/runs/NAME/seed-S, or reuse/resume what is there if its config matches. `recipe` replaces
+    the experiment's; `fields` set other TrainConfig fields (init_from, freeze, classes, ...)."""
     options = options or {}
     recipe = recipe or spec.recipe_for()
-    out = spec.out / "runs" / (name or run_name(model, options))
+    seed = spec.seeds[0] if seed is None else seed
+    out = spec.out / "runs" / (name or run_name(model, options)) / f"seed-{seed}"
     cfg = TrainConfig(model=model, data=spec.data, out=str(out), recipe=recipe, model_options=options,
-                      data_dir=spec.data_dir, seed=spec.seed, device=spec.device,
-                      train_subset=spec.train_subset, **fields)
-    finish_run(cfg, data=data, progress=spec.progress, also=tuple(fields))
+                      data_dir=spec.data_dir, seed=seed, device=spec.device,
+                      train_subset=spec.train_subset, train_eval_sample=spec.train_eval_sample, **fields)
+    finish_run(cfg, data=data, progress=spec.progress, also=("train_eval_sample", *fields))
     return out
+
+
+def train_seeds(spec: ExperimentSpec, model: str, options: dict | None = None,
+                data: DataSplits | None = None, name: str | None = None, recipe: Recipe | None = None,
+                **fields) -> Seeds:
+    """`model` trained (or reused) once per seed of the experiment; their curves."""
+    name = name or run_name(model, options or {})
+    return Seeds(name, [read_curves(train_or_reuse(spec, model, options, data, name, recipe, seed, **fields),
+                                    name) for seed in spec.seeds])
 
 
 def load_data(spec: ExperimentSpec) -> DataSplits:
@@ -122,17 +134,67 @@ class RunCurves:
     test_error: list[float]
     params: int
     summary: dict
+    seed: int = 0
 
     @property
     def final_test_error(self) -> float:
         return self.test_error[-1]
 
     @property
-    def final_train_error(self) -> float:
-        """Training error at the end, averaged over the last 10% of steps (windows are noisy)."""
+    def best_test_error(self) -> float:
+        return min(self.test_error)
+
+    sample_error: list[float] = field(default_factory=list)   # un-augmented training sample, at eval_steps
+
+    @property
+    def final_running_train_error(self) -> float:
+        """The running error on augmented batches, averaged over the last 10% of steps (windows are
+        noisy)."""
         last = self.steps[-1]
         tail = [e for s, e in zip(self.steps, self.train_error, strict=True) if s >= 0.9 * last]
         return sum(tail) / len(tail)
+
+    @property
+    def final_train_error(self) -> float:
+        """Training error at the end: on the fixed un-augmented training sample when the run measured
+        one (what the paper's curves mean), else the running error on augmented batches."""
+        return self.sample_error[-1] if self.sample_error else self.final_running_train_error
+
+    @property
+    def train_error_kind(self) -> str:
+        return "un-augmented training sample" if self.sample_error else "running, augmented batches"
+
+
+@dataclass
+class Seeds:
+    """One model's runs, one per seed (in the experiment's seed order)."""
+
+    name: str
+    runs: list[RunCurves]
+
+    @property
+    def params(self) -> int:
+        return self.runs[0].params
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+    def values(self, attr: str) -> list[float]:
+        return [getattr(r, attr) for r in self.runs]
+
+    def summary(self, attr: str) -> Summary:
+        return summarize(self.values(attr))
+
+    def to_dict(self, **extra) -> dict:
+        """results.json's entry: mean/std/values of the end numbers, every seed's run folder."""
+        d = {"params": self.params, "seeds": self.seeds, **extra,
+             "train_error_kind": self.runs[0].train_error_kind}
+        for attr in ("final_train_error", "final_running_train_error", "final_test_error", "best_test_error"):
+            d[attr] = self.summary(attr).to_dict()
+        d["steps"] = self.runs[0].steps[-1]
+        d["run_dirs"] = [str(r.run_dir) for r in self.runs]
+        return d
 
 
 def read_curves(run_dir: Path, name: str | None = None) -> RunCurves:
@@ -146,13 +208,39 @@ def read_curves(run_dir: Path, name: str | None = None) -> RunCurves:
     evals = [r for r in records if r["kind"] == "eval"]
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    sample = [r["train_sample_top1_error"] for r in evals if "train_sample_top1_error" in r]
     return RunCurves(name or run_dir.name, run_dir, [r["step"] for r in trains],
                      [r["train_error"] for r in trains], [r["step"] for r in evals],
-                     [r["test_top1_error"] for r in evals], params, summary)
+                     [r["test_top1_error"] for r in evals], params, summary,
+                     cfg.get("seed", 0), sample if len(sample) == len(evals) else [])
 
 
 def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
+
+
+def label(name: str) -> str:
+    """A run's name as the paper writes it: resnet56 -> ResNet-56, plain20 -> plain-20."""
+    for prefix, shown in (("resnet", "ResNet-"), ("plain", "plain-")):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return shown + name[len(prefix):]
+    return name
+
+
+def versus(a: Seeds, b: Seeds, attr: str, what: str) -> tuple[str, Difference]:
+    """stats.compare of two models' `attr` over their seeds (paired: the same seeds)."""
+    return compare(label(a.name), a.values(attr), label(b.name), b.values(attr), what)
+
+
+def seeds_note(spec: ExperimentSpec, kind: str | None, what: str = "Errors") -> str:
+    """The line under every table: how many seeds, what ± means, what "training error" (`kind`)
+    is."""
+    n = len(spec.seeds)
+    spread = (f"mean ± std over {n} seeds ({', '.join(map(str, spec.seeds))}; a seed sets the "
+              "initialisation and the data order), every seed's value in results.json"
+              if n > 1 else f"one seed ({spec.seeds[0]}): no spread, so no comparison is resolved; "
+              "ask for more with --seeds N")
+    return f"{what}: {spread}." + (f" Training error: {kind}." if kind else "")
 
 
 def command_line() -> str:
@@ -168,7 +256,7 @@ def write_results(spec: ExperimentSpec, name: str, results: dict, table_md: str,
         "experiment": name, "data": spec.data, "budget": spec.budget,
         "recipe": {k: v for k, v in dataclasses.asdict(recipe).items()
                    if k not in ("precision", "channels_last", "compile")},
-        "seed": spec.seed, "command": command_line(), "verdicts": verdicts, "figures": figures,
+        "seeds": list(spec.seeds), "command": command_line(), "verdicts": verdicts, "figures": figures,
         "wall_time_s": round(time.time() - started, 1), **results,
     }
     spec.out.mkdir(parents=True, exist_ok=True)

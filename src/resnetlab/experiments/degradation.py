@@ -1,23 +1,27 @@
 """Paper Fig. 1 / Fig. 6: plain nets get worse as they get deeper; ResNets get better.
 
-Trains plain and residual CIFAR-family nets at each depth with one recipe, seed and data order,
-draws training error (dashed) and test error (solid) against iterations, one panel for the plain
-nets and one for the ResNets, and states what happened in numbers from the run.
+Trains plain and residual CIFAR-family nets at each depth with one recipe, once per seed (a seed
+fixes the initialisation and the data order, the same for every net), draws training error
+(dashed) and test error (solid) against iterations, one panel for the plain nets and one for the
+ResNets (mean over seeds, band min-max), and states what happened: each comparison with the
+difference of the means over seeds and its 95% interval, "not resolved at this budget" when the
+interval contains 0.
 """
 
 from __future__ import annotations
 
 import time
 
-from ..viz.curves import plot_degradation
+from ..viz.curves import plot_degradation, seed_band
 from .common import (
     ExperimentSpec,
-    RunCurves,
+    Seeds,
     is_cifar10,
+    label,
     load_data,
-    pct,
-    read_curves,
-    train_or_reuse,
+    seeds_note,
+    train_seeds,
+    versus,
     write_results,
 )
 
@@ -25,16 +29,16 @@ from .common import (
 PAPER_RESNET_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 
 
-def _cmp(a: float, b: float, more: str, less: str) -> str:
-    return more if a > b else less if a < b else "the same"
+def mean_running_error(net: Seeds) -> dict[int, float]:
+    steps, mean, _, _ = seed_band([r.steps for r in net.runs], [r.train_error for r in net.runs])
+    return dict(zip(steps, mean, strict=True))
 
 
-def gap_along_run(deep: RunCurves, shallow: RunCurves) -> tuple[int, int, int | None]:
-    """Where along the run the deeper net's training error is above the shallower one's: (points
-    above, logged points in common, first step from which it stays above to the end, or None).
-    Both runs log at the same steps when they share a recipe; only common steps are compared."""
-    a = dict(zip(deep.steps, deep.train_error, strict=True))
-    b = dict(zip(shallow.steps, shallow.train_error, strict=True))
+def gap_along_run(deep: Seeds, shallow: Seeds) -> tuple[int, int, int | None]:
+    """Where along the run the deeper net's mean (over seeds) running training error is above the
+    shallower one's: (points above, logged points in common, first step from which it stays above to
+    the end, or None). Only steps both logged are compared."""
+    a, b = (mean_running_error(net) for net in (deep, shallow))
     common = sorted(set(a) & set(b))
     above = [a[s] > b[s] for s in common]
     since = None
@@ -45,55 +49,57 @@ def gap_along_run(deep: RunCurves, shallow: RunCurves) -> tuple[int, int, int | 
     return sum(above), len(common), since
 
 
-def verdicts(curves: dict[str, RunCurves], depths: list[int]) -> list[str]:
-    """Sentences computed from the runs: degradation for plain nets, none for ResNets."""
+def _conclusion(d, deeper_higher: str, deeper_lower: str) -> str:
+    if not d.resolved:
+        return ""
+    return f" — {deeper_higher if d.diff > 0 else deeper_lower}"
+
+
+def verdicts(curves: dict[str, Seeds], depths: list[int]) -> list[str]:
+    """Sentences computed from the runs: is the deeper plain net worse (degradation), is the deeper
+    ResNet better (the paper's second claim), do the shortcuts help at each depth."""
     lo, hi = min(depths), max(depths)
-    p_lo, p_hi = curves[f"plain{lo}"], curves[f"plain{hi}"]
-    r_lo, r_hi = curves[f"resnet{lo}"], curves[f"resnet{hi}"]
-    pair = lambda a, b: f"({pct(a)} vs {pct(b)})"  # noqa: E731
-    word = _cmp(p_hi.final_train_error, p_lo.final_train_error, "higher", "lower")
-    effect = "degradation present" if word == "higher" else "no degradation at this budget"
-    out = [f"plain-{hi} ends with {word} training error than plain-{lo} "
-           f"{pair(p_hi.final_train_error, p_lo.final_train_error)}: {effect}",
-           *_along(p_hi, p_lo, f"plain-{hi}", f"plain-{lo}"),
-           f"plain-{hi} ends with {_cmp(p_hi.final_test_error, p_lo.final_test_error, 'higher', 'lower')} "
-           f"test error than plain-{lo} {pair(p_hi.final_test_error, p_lo.final_test_error)}"]
-    beats = r_hi.final_test_error < r_lo.final_test_error
-    out.append(f"resnet-{hi} {'beats' if beats else 'does not beat'} resnet-{lo} "
-               f"(test error {pct(r_hi.final_test_error)} vs {pct(r_lo.final_test_error)})")
-    out.append(f"resnet-{hi} ends with "
-               f"{_cmp(r_hi.final_train_error, r_lo.final_train_error, 'higher', 'lower')} training error "
-               f"than resnet-{lo} {pair(r_hi.final_train_error, r_lo.final_train_error)}")
+    out = []
+    for kind, worse, better in (
+            ("plain", "degradation present", "no degradation at this budget"),
+            ("resnet", "the deeper ResNet is behind at this budget (the paper finds it ahead)",
+             "the deeper ResNet is ahead, as in the paper")):
+        deep, shallow = curves[f"{kind}{hi}"], curves[f"{kind}{lo}"]
+        text, d = versus(deep, shallow, "final_train_error", "training error")
+        out.append(f"{'plain nets' if kind == 'plain' else 'ResNets'}, training error: {text}"
+                   f"{_conclusion(d, worse, better)}")
+        out += _along(deep, shallow)
+        text, d = versus(deep, shallow, "final_test_error", "test error")
+        out.append(f"{'plain nets' if kind == 'plain' else 'ResNets'}, test error: {text}")
     for d in depths:
-        p, r = curves[f"plain{d}"], curves[f"resnet{d}"]
-        gap = p.final_train_error - r.final_train_error
-        out.append(f"at depth {d} the shortcuts {'lower' if gap > 0 else 'do not lower'} training error "
-                   f"({pct(p.final_train_error)} plain vs {pct(r.final_train_error)} residual)")
+        text, diff = versus(curves[f"resnet{d}"], curves[f"plain{d}"], "final_train_error", "training error")
+        out.append(f"depth {d}, shortcuts vs none: {text}"
+                   + _conclusion(diff, "the shortcuts do not help here", "the shortcuts lower it"))
     return out
 
 
-def _along(deep: RunCurves, shallow: RunCurves, dn: str, sn: str) -> list[str]:
+def _along(deep: Seeds, shallow: Seeds) -> list[str]:
     # The end point is one budget; the curve says whether the verdict holds at shorter ones too.
     n, total, since = gap_along_run(deep, shallow)
     if not total:
         return []
     when = (f"continuously from step {since} to the end" if since is not None
             else "but not at the last logged step")
-    return [f"along the run, {dn}'s training error is above {sn}'s at {n} of {total} logged steps"
-            + (f" ({when})" if n else "")]
+    return [f"along the run, {label(deep.name)}'s mean running training error is above "
+            f"{label(shallow.name)}'s at {n} of {total} logged steps" + (f" ({when})" if n else "")]
 
 
 def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
     started = time.time()
     depths = sorted(depths or [20, 56])
     data = load_data(spec)
-    curves = {}
+    curves: dict[str, Seeds] = {}
     # The shallowest and deepest pairs first: if the run is stopped early, the comparison that
     # matters already exists; the depths between fill in the curve.
     for d in [depths[0], depths[-1], *depths[1:-1]]:
         for kind in ("plain", "resnet"):
             name = f"{kind}{d}"
-            curves[name] = read_curves(train_or_reuse(spec, name, data=data), name)
+            curves[name] = train_seeds(spec, name, data=data)
     fig = "degradation.png"
     plot_degradation(curves, depths, spec.out / fig, title=f"{spec.data_label}, budget {spec.budget}")
     rows = ["| depth | params | plain train err | plain test err | ResNet train err | ResNet test err | "
@@ -102,19 +108,20 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
     for d in depths:
         p, r = curves[f"plain{d}"], curves[f"resnet{d}"]
         paper = PAPER_RESNET_ERROR.get(d)
-        rows.append(f"| {d} | {r.params:,} | {pct(p.final_train_error)} | {pct(p.final_test_error)} | "
-                    f"{pct(r.final_train_error)} | {pct(r.final_test_error)} | "
-                    f"{f'{paper:.2f}%' if paper else '–'} |")
+        rows.append(f"| {d} | {r.params:,} | {p.summary('final_train_error').pct()} | "
+                    f"{p.summary('final_test_error').pct()} | {r.summary('final_train_error').pct()} | "
+                    f"{r.summary('final_test_error').pct()} | {f'{paper:.2f}%' if paper else '–'} |")
         for c in (p, r):
-            models[c.name] = {"depth": d, "params": c.params, "final_train_error": c.final_train_error,
-                              "final_test_error": c.final_test_error, "best_test_error": min(c.test_error),
-                              "steps": c.steps[-1], "run_dir": str(c.run_dir)}
-    table = "\n".join(rows)
+            models[c.name] = c.to_dict(depth=d)
+    table = "\n".join(rows) + "\n\n" + seeds_note(spec, curves[f"resnet{depths[0]}"].runs[0].train_error_kind)
     if not is_cifar10(data):
         table += (f"\n\nTraining and test errors are on {spec.data_label}; the paper column is CIFAR-10 "
                   "(Table 6), a different data set, shown for the direction of the effect only.")
     v = verdicts(curves, depths)
-    result = write_results(spec, "degradation", {"depths": depths, "models": models,
+    differences = {f"{kind}{depths[-1]}-{kind}{depths[0]}": {
+        what: versus(curves[f"{kind}{depths[-1]}"], curves[f"{kind}{depths[0]}"], attr, what)[1].to_dict()
+        for attr, what in (("final_train_error", "training error"), ("final_test_error", "test error"))}
+        for kind in ("plain", "resnet")}
+    return write_results(spec, "degradation", {"depths": depths, "models": models, "differences": differences,
                                                  "paper_resnet_cifar10_error": PAPER_RESNET_ERROR},
-                           table, v, [fig], started)
-    return result
+                         table, v, [fig], started)

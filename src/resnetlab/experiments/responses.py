@@ -17,9 +17,10 @@ from torch import nn
 
 from ..data.loader import View
 from ..data.stream import loader_for
+from ..stats import compare, summarize
 from ..train.evaluate import load_trained
 from ..viz.curves import plot_responses
-from .common import ExperimentSpec, load_data, train_or_reuse, write_results
+from .common import ExperimentSpec, label, load_data, train_or_reuse, write_results
 
 
 def response_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
@@ -80,27 +81,37 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
     started = time.time()
     depths = sorted(depths or [20, 56])
     data = load_data(spec)
-    stds = {}
+    per_seed: dict[str, list[list[float]]] = {}   # net -> one list of layer stds per seed
     for kind in ("plain", "resnet"):
         for d in depths:
-            stds[f"{kind}{d}"] = layer_response_std(train_or_reuse(spec, f"{kind}{d}", data=data), data)
+            name = f"{kind}{d}"
+            per_seed[name] = [layer_response_std(train_or_reuse(spec, name, data=data, seed=s), data)
+                              for s in spec.seeds]
+    # The figure: each layer's std averaged over seeds.
+    stds = {k: [sum(col) / len(col) for col in zip(*v, strict=True)] for k, v in per_seed.items()}
     fig = "responses.png"
-    plot_responses(stds, spec.out / fig, title=f"{spec.data_label}, budget {spec.budget}")
-    mean = {k: sum(v) / len(v) for k, v in stds.items()}
+    n = len(spec.seeds)
+    plot_responses(stds, spec.out / fig, title=f"{spec.data_label}, budget {spec.budget}"
+                   + (f", mean of {n} seeds" if n > 1 else ""))
+    # One number per run (its layers' mean std), compared over seeds.
+    run_means = {k: [sum(v) / len(v) for v in runs] for k, runs in per_seed.items()}
     rows = ["| net | 3x3 layers | mean std | median std | max std |", "|---|---|---|---|---|"]
     for k, v in stds.items():
         s = sorted(v)
-        rows.append(f"| {k} | {len(v)} | {mean[k]:.3f} | {s[len(s) // 2]:.3f} | {max(v):.3f} |")
+        rows.append(f"| {label(k)} | {len(v)} | {summarize(run_means[k]).fmt(False)} | "
+                    f"{s[len(s) // 2]:.3f} | {max(v):.3f} |")
+    table = "\n".join(rows) + ("\n\nMean std: mean ± std over seeds of each run's average over its layers; "
+                               "median and max: of the seed-averaged layer stds." if n > 1 else "")
     v = []
     for d in depths:
-        smaller = mean[f"resnet{d}"] < mean[f"plain{d}"]
-        v.append(f"depth {d}: ResNet responses are {'smaller' if smaller else 'not smaller'} than the plain "
-                 f"net's (mean std {mean[f'resnet{d}']:.3f} vs {mean[f'plain{d}']:.3f})")
-    if len(depths) > 1:
-        res = [mean[f"resnet{d}"] for d in depths]
-        falls = all(a > b for a, b in zip(res, res[1:], strict=False))
-        v.append(f"deeper ResNets have {'smaller' if falls else 'not always smaller'} responses "
-                 f"({', '.join(f'resnet-{d}: {m:.3f}' for d, m in zip(depths, res, strict=True))}); "
-                 "the paper finds smaller responses with depth")
-    return write_results(spec, "responses", {"depths": depths, "std": stds, "mean_std": mean},
-                         "\n".join(rows), v, [fig], started)
+        text, _ = compare(label(f"resnet{d}"), run_means[f"resnet{d}"], label(f"plain{d}"),
+                          run_means[f"plain{d}"], "mean response std", percent=False)
+        v.append(f"depth {d}: {text}; the paper finds ResNet responses smaller")
+    for a, b in zip(depths, depths[1:], strict=False):
+        text, _ = compare(label(f"resnet{b}"), run_means[f"resnet{b}"], label(f"resnet{a}"),
+                          run_means[f"resnet{a}"], "mean response std", percent=False)
+        v.append(f"{text}; the paper finds smaller responses with depth")
+    mean_std = {k: summarize(m).to_dict() for k, m in run_means.items()}
+    return write_results(spec, "responses", {"depths": depths, "std": stds, "std_per_seed": per_seed,
+                                             "mean_std": mean_std},
+                         table, v, [fig], started)

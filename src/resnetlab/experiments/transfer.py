@@ -1,7 +1,8 @@
 """Transfer learning on the data at hand: pretrain on half the classes, fine-tune on the rest.
 
 A ResNet is trained on Fashion-MNIST classes 0-4; then classes 5-9 are learned from 10, 100 and
-1000 labelled images per class in three ways, with the same recipe, iterations and seed:
+1000 labelled images per class in three ways, with the same recipe, iterations and seeds (each
+seed pretrains its own network):
   scratch    a fresh network;
   fine-tune  the pretrained network, new classifier, all layers training (backbone lr x 0.1);
   frozen     the pretrained network, new classifier only (backbone weights and BN statistics fixed).
@@ -12,7 +13,17 @@ from __future__ import annotations
 
 import time
 
-from .common import ExperimentSpec, load_data, pct, read_curves, train_or_reuse, write_results
+from ..stats import summarize
+from .common import (
+    ExperimentSpec,
+    Seeds,
+    load_data,
+    read_curves,
+    seeds_note,
+    train_or_reuse,
+    versus,
+    write_results,
+)
 
 SIZES = (10, 100, 1000)
 MODES = ("scratch", "fine-tune", "frozen")
@@ -30,9 +41,9 @@ def run(spec: ExperimentSpec, model: str = "resnet20", sizes: tuple[int, ...] = 
     data = load_data(spec)
     # Pretraining and fine-tuning use the `fast` recipe (the best short schedule found here).
     pre_recipe = spec.recipe_for(epochs=spec.epochs or length["pretrain_epochs"])
-    pre = train_or_reuse(spec, model, data=data, name=f"pretrain-{model}", recipe=pre_recipe,
-                         classes=list(first))
-    rows, models = {}, {}
+    pre = {seed: train_or_reuse(spec, model, data=data, name=f"pretrain-{model}", recipe=pre_recipe,
+                                seed=seed, classes=list(first)) for seed in spec.seeds}
+    rows, models, runs = {}, {}, {}
     for n in sizes:
         batch = min(128, len(second) * n // 2)   # at least two steps per pass over the images
         steps_per_epoch = len(second) * n // batch
@@ -40,33 +51,35 @@ def run(spec: ExperimentSpec, model: str = "resnet20", sizes: tuple[int, ...] = 
         recipe = spec.recipe_for(iterations=iterations, batch_size=batch,
                                  eval_every=iterations / 5 / steps_per_epoch)
         for mode in MODES:
-            extra = {
-                "scratch": {},
-                "fine-tune": dict(init_from=str(pre), backbone_lr_mult=0.1),
-                "frozen": dict(init_from=str(pre), freeze="backbone"),
-            }[mode]
-            run_dir = train_or_reuse(spec, model, data=data, name=f"{mode}-{n}", recipe=recipe,
-                                     classes=list(second), per_class=n, **extra)
-            c = read_curves(run_dir)
-            rows.setdefault(n, {})[mode] = 1 - c.final_test_error
-            models[f"{mode}-{n}"] = {"per_class": n, "mode": mode, "test_accuracy": 1 - c.final_test_error,
-                                     "batch_size": batch, "run_dir": str(run_dir)}
-    pre_curves = read_curves(pre)
+            def extra(seed, mode=mode):
+                return {"scratch": {},
+                        "fine-tune": dict(init_from=str(pre[seed]), backbone_lr_mult=0.1),
+                        "frozen": dict(init_from=str(pre[seed]), freeze="backbone")}[mode]
+            name = f"{mode}-{n}"
+            runs[name] = Seeds(f"{mode} ({n}/class)", [read_curves(train_or_reuse(
+                spec, model, data=data, name=name, recipe=recipe, seed=seed, classes=list(second),
+                per_class=n, **extra(seed))) for seed in spec.seeds])
+            acc = summarize([1 - e for e in runs[name].values("final_test_error")])
+            rows.setdefault(n, {})[mode] = acc.mean
+            models[name] = {"per_class": n, "mode": mode, "test_accuracy": acc.to_dict(), "batch_size": batch,
+                            "run_dirs": [str(r.run_dir) for r in runs[name].runs]}
+    pre_acc = summarize([1 - read_curves(p).final_test_error for p in pre.values()])
     table = ["| labelled images per class | from scratch | fine-tune all layers | frozen backbone |",
              "|---|---|---|---|"]
-    for n, r in rows.items():
-        table.append(f"| {n} | {pct(r['scratch'])} | {pct(r['fine-tune'])} | {pct(r['frozen'])} |")
+    for n in rows:
+        cells = [summarize(models[f"{m}-{n}"]["test_accuracy"]["values"]).pct() for m in MODES]
+        table.append(f"| {n} | " + " | ".join(cells) + " |")
     table.append("")
-    table.append(f"Pretraining: {model} on classes {list(first)} "
-                 f"({data.classes[first[0]]} ... {data.classes[first[-1]]}), test accuracy "
-                 f"{pct(1 - pre_curves.final_test_error)} on those classes. Target classes {list(second)}; "
-                 "accuracy on all their test images.")
+    table.append(f"{seeds_note(spec, None, 'Test accuracy')} Pretraining: {model} on classes "
+                 f"{list(first)} ({data.classes[first[0]]} ... {data.classes[first[-1]]}), "
+                 f"test accuracy {pre_acc.pct()} on those classes. Target classes {list(second)}; accuracy "
+                 "on all their test images.")
     verdicts = []
     for n, r in rows.items():
-        best = max(r["fine-tune"], r["frozen"])
-        word = "beats" if best > r["scratch"] else "does not beat"
-        verdicts.append(f"{n} per class: pretrained {word} scratch ({pct(best)} vs {pct(r['scratch'])})")
+        best = max(("fine-tune", "frozen"), key=lambda m: r[m])   # the better pretrained mode, by mean
+        text, _ = versus(runs[f"{best}-{n}"], runs[f"scratch-{n}"], "final_test_error", "test error")
+        verdicts.append(f"{n} per class, {best} vs scratch: {text}")
     return write_results(spec, "transfer", {"model": model, "pretrain_classes": list(first),
                                             "target_classes": list(second), "accuracy": rows,
-                                            "pretrain_test_accuracy": 1 - pre_curves.final_test_error,
+                                            "pretrain_test_accuracy": pre_acc.to_dict(),
                                             "models": models}, "\n".join(table), verdicts, [], started)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import time
 
 from ..models import create_model, summarize
+from ..stats import summarize as summarize_values
 from ..train.engine import choose_engine, resolve_device, time_steps
 from ..train.evaluate import load_run_config
 from ..train.loop import Diverged
-from .common import ExperimentSpec, load_data, pct, read_curves, train_or_reuse, write_results
+from .common import ExperimentSpec, Seeds, load_data, read_curves, train_or_reuse, versus, write_results
 
 ZOO = ("lenet5", "alexnet_small", "vgg11_bn_small", "googlenet_small", "plain20", "resnet20")
 SECONDS = {"quick": 90, "full": 360}   # training time per model
@@ -34,13 +35,13 @@ def run(spec: ExperimentSpec, models: tuple[str, ...] = ZOO, seconds: float | No
     num_classes = len(data.classes)
     base = spec.recipe_for(iterations=1)
     device = resolve_device(spec.device)
-    rows, table = {}, []
+    rows, table, seeds = {}, [], {}
     for name in models:
         def build(name=name):
             return create_model(name, num_classes=num_classes, in_channels=c)
 
-        started_runs = [spec.out / "runs" / n for n in (_lower_lr_name(name, base.lr), name)
-                        if (spec.out / "runs" / n / "config.json").exists()]
+        started_runs = [run for n in (_lower_lr_name(name, base.lr), name) for seed in spec.seeds
+                        if ((run := spec.out / "runs" / n / f"seed-{seed}") / "config.json").exists()]
         if started_runs:   # a started run keeps the length it was given
             iterations = load_run_config(started_runs[0])["config"]["recipe"]["iterations"]
         else:
@@ -53,50 +54,63 @@ def run(spec: ExperimentSpec, models: tuple[str, ...] = ZOO, seconds: float | No
             iterations = max(20, int(0.85 * seconds * rate / base.batch_size))
         recipe = spec.recipe_for(iterations=iterations, compile="off",
                                  eval_every=iterations / 4 / (len(data.train) // base.batch_size))
-        run_dir = _train_or_lower_lr(spec, name, data, recipe)
-        curves = read_curves(run_dir)
+        run_dirs = [_train_or_lower_lr(spec, name, data, recipe, seed) for seed in spec.seeds]
+        seeds[name] = Seeds(name, [read_curves(r, name) for r in run_dirs])
         counts = summarize(build(), (c, h, w))
-        lr = load_run_config(run_dir)["config"]["recipe"]["lr"]
+        lrs = sorted({load_run_config(r)["config"]["recipe"]["lr"] for r in run_dirs}, reverse=True)
         rows[name] = {"params": counts.params, "mult_adds": counts.mult_adds, "iterations": iterations,
-                      "lr": lr,
+                      "lr": lrs[0] if len(lrs) == 1 else lrs,
                       "epochs": iterations * base.batch_size / len(data.train),
-                      "images_per_s": curves.summary.get("images_per_s"),
-                      "test_accuracy": 1 - curves.final_test_error,
-                      "wall_time_s": curves.summary.get("wall_time_s"), "run_dir": str(run_dir)}
+                      "images_per_s": _mean([r.summary.get("images_per_s") for r in seeds[name].runs]),
+                      "test_accuracy": summarize_values([1 - e for e in
+                                                         seeds[name].values("final_test_error")]).to_dict(),
+                      "wall_time_s": _mean([r.summary.get("wall_time_s") for r in seeds[name].runs]),
+                      "run_dirs": [str(r) for r in run_dirs]}
     table = [f"| model | params | mult-adds / image ({h}x{w}) | train images/s | iterations (epochs) | "
              "peak lr | run wall time | test accuracy |", "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
+        lr = r["lr"] if isinstance(r["lr"], list) else [r["lr"]]
         table.append(f"| {name} | {r['params']:,} | {r['mult_adds'] / 1e6:,.1f} M | "
-                     f"{r['images_per_s']:.0f} | {r['iterations']} ({r['epochs']:.2f}) | {r['lr']:g} | "
-                     f"{r['wall_time_s'] or 0:.0f} s | {pct(r['test_accuracy'])} |")
+                     f"{r['images_per_s'] or 0:.0f} | {r['iterations']} ({r['epochs']:.2f}) | "
+                     f"{' / '.join(f'{x:g}' for x in lr)} | {r['wall_time_s'] or 0:.0f} s | "
+                     f"{summarize_values(r['test_accuracy']['values']).pct()} |")
     table.append("")
     table.append(f"Each model: {seconds:.0f} s of training on this machine (iterations = budget x the "
                  f"images/s measured before its run), recipe `{spec.recipe}`, batch {base.batch_size}, "
-                 f"seed {spec.seed}. Run wall time includes start-up and the evaluations (4 during "
+                 f"seeds {', '.join(map(str, spec.seeds))} (accuracy: mean ± std over them). Run wall "
+                 "time includes start-up and the evaluations (4 during "
                  "training, at the training precision, and the final one in fp32), which the budget "
                  "does not count.")
-    best = max(rows, key=lambda k: rows[k]["test_accuracy"])
-    verdicts = [f"best test accuracy for {seconds:.0f} s of CPU: {best} ({pct(rows[best]['test_accuracy'])})"]
+    ranked = sorted(rows, key=lambda k: -rows[k]["test_accuracy"]["mean"])
+    verdicts = [f"best mean test accuracy for {seconds:.0f} s of CPU: {ranked[0]} "
+                f"({summarize_values(rows[ranked[0]]['test_accuracy']['values']).pct()})"]
+    if len(ranked) > 1:
+        text, _ = versus(seeds[ranked[0]], seeds[ranked[1]], "final_test_error", "test error")
+        verdicts.append(f"best vs runner-up: {text}")
     if "resnet20" in rows and "plain20" in rows:
-        res, plain = rows["resnet20"]["test_accuracy"], rows["plain20"]["test_accuracy"]
-        verdicts.append(f"resnet20 {'beats' if res > plain else 'does not beat'} plain20 at equal time "
-                        f"({pct(res)} vs {pct(plain)})")
+        text, _ = versus(seeds["resnet20"], seeds["plain20"], "final_test_error", "test error")
+        verdicts.append(f"at equal time: {text}")
     return write_results(spec, "zoo", {"seconds_per_model": seconds, "models": rows}, "\n".join(table),
                          verdicts, [], started)
 
 
-def _train_or_lower_lr(spec: ExperimentSpec, name: str, data, recipe):
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _train_or_lower_lr(spec: ExperimentSpec, name: str, data, recipe, seed: int):
     """Train (or reuse) NAME at the recipe's lr; if that diverges, NAME-lrX at a tenth of it."""
     from dataclasses import replace
 
     lower = replace(recipe, lr=recipe.lr / 10)
     retry = _lower_lr_name(name, recipe.lr)
-    if not (spec.out / "runs" / retry).exists():
+    if not (spec.out / "runs" / retry / f"seed-{seed}").exists():
         try:
-            return train_or_reuse(spec, name, data=data, recipe=recipe)
+            return train_or_reuse(spec, name, data=data, recipe=recipe, seed=seed)
         except Diverged as e:
             print(f"{name} at lr {recipe.lr:g}: {e} Training it again at lr {lower.lr:g}.", flush=True)
-    return train_or_reuse(spec, name, data=data, recipe=lower, name=retry)
+    return train_or_reuse(spec, name, data=data, recipe=lower, name=retry, seed=seed)
 
 
 def _lower_lr_name(name: str, lr: float) -> str:

@@ -73,6 +73,8 @@ class TrainConfig:
     per_class: int | None = None     # at most this many training images per class
     image_size: int | None = None    # image folders: resize + centre-crop to this square side
     stream: str = "auto"             # image folders: auto (stream if too big for memory) | on | off
+    train_eval_sample: int = 0       # also evaluate this many un-augmented training images (a fixed
+                                     # sample, the same for every seed) at each evaluation
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -101,6 +103,18 @@ def split_validation(train: ImageSet, n_val: int, seed: int) -> tuple[ImageSet, 
         raise ResnetlabError(f"--val-split {n_val} leaves no training images (the set has {len(train)})")
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 7919))
     return train.subset(perm[n_val:].sort().values), train.subset(perm[:n_val].sort().values)
+
+
+def train_eval_sample(train: ImageSet, n: int) -> ImageSet:
+    """A fixed random sample of `n` training images (all of them if fewer), evaluated without
+    augmentation: the training error the paper's curves mean, not the running error on augmented
+    batches. The generator's seed is fixed, so every seed and every net sees the same images."""
+    if n < 0:
+        raise ResnetlabError(f"--train-eval-sample must be 0 or more, got {n}")
+    if n >= len(train):
+        return train
+    return train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(104729))[:n]
+                        .sort().values)
 
 
 def model_depth(model: torch.nn.Module) -> int:
@@ -234,6 +248,8 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     train_loader = loader_for(train_set, recipe.batch_size, train=True, view=train_view, seed=cfg.seed,
                               rank=d.rank, world_size=d.world_size, **common)
     eval_sets = {"test": data.test, **({"val": val_set} if val_set is not None else {})}
+    if cfg.train_eval_sample:
+        eval_sets["train_sample"] = train_eval_sample(train_set, cfg.train_eval_sample)
     eval_loaders = {k: loader_for(v.subset(distributed.shard(len(v), d)) if d.enabled else v,
                                   recipe.eval_batch_size, train=False, view=eval_view, **common)
                     for k, v in eval_sets.items()}
@@ -405,8 +421,9 @@ def _summary(cfg: TrainConfig, log: MetricsLog, step: int, steps_per_epoch: int,
         "images_per_s": (sum(r["images_per_s"] for r in trains) / len(trains)) if trains else None,
         "wall_time_s": final["time"],
     }
-    if "val_top1_error" in final:
-        summary["val_top1_error"] = final["val_top1_error"]
+    for key in ("val_top1_error", "train_sample_top1_error"):
+        if key in final:
+            summary[key] = final[key]
     return summary
 
 

@@ -34,7 +34,7 @@ class Recipe:
     schedule: str = "step"
     milestones: tuple[float, ...] = (0.5, 0.75)   # "step": fractions of the run where lr *= gamma
     gamma: float = 0.1
-    warmup: float = 0.0            # "onecycle"/"cosine": fraction of the run with a linear ramp up
+    warmup: float = 0.0            # fraction of the run with a linear ramp up to lr (not "plateau")
     final_lr: float = 0.0          # "onecycle"/"cosine": lr at the end, as a fraction of lr
     patience: int = 5              # "plateau": evaluations without improvement before lr *= gamma
     # the paper's warm-up for very deep nets: lr = warmup_lr until training error < warmup_until_error
@@ -156,14 +156,14 @@ class Schedule:
         r, t = self.recipe, step / self.total_steps
         if self.state.get("warm"):
             return r.warmup_lr
+        if r.warmup and t < r.warmup and r.schedule != "plateau":
+            return r.lr * (step + 1) / (r.warmup * self.total_steps)
         if r.schedule == "step":
             return r.lr * r.gamma ** sum(step >= round(m * self.total_steps) for m in r.milestones)
         if r.schedule == "constant":
             return r.lr
         if r.schedule == "plateau":
             return r.lr * self.state.get("scale", 1.0)
-        if r.warmup and t < r.warmup:
-            return r.lr * (step + 1) / (r.warmup * self.total_steps)
         frac = (t - r.warmup) / max(1e-12, 1 - r.warmup)
         end = r.final_lr * r.lr
         if r.schedule == "onecycle":     # linear up, then linear down to final_lr

@@ -12,28 +12,53 @@ import matplotlib.pyplot as plt  # noqa: E402
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
 
+def seed_band(xs: list[list[int]], ys: list[list[float]]) -> tuple[list[int], list[float], list[float],
+                                                                   list[float]]:
+    """(x, mean, min, max) over seeds at the x values every seed logged (runs of one recipe log at
+    the same steps; a run cut short contributes only its common part)."""
+    common = sorted(set.intersection(*(set(x) for x in xs)))
+    rows = [[dict(zip(x, y, strict=True))[s] for s in common] for x, y in zip(xs, ys, strict=True)]
+    cols = list(zip(*rows, strict=True)) if common else []
+    return common, [sum(c) / len(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols]
+
+
+def _band(ax, xs, ys, style: str, color: str, lw: float, **kw) -> list[float]:
+    x, mean, lo, hi = seed_band(xs, ys)
+    ax.plot(x, [100 * v for v in mean], style, color=color, lw=lw, **kw)
+    if len(xs) > 1:
+        ax.fill_between(x, [100 * v for v in lo], [100 * v for v in hi], color=color, alpha=0.15, lw=0)
+    return hi
+
+
 def plot_degradation(curves: dict, depths: list[int], path: Path, title: str = "") -> Path:
     """Fig. 6 style: training error dashed, test error solid, against iterations; plain nets left,
-    ResNets right, one colour per depth, shared y axis."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    top = 0.0
-    for ax, kind, label in zip(axes, ("plain", "resnet"), ("plain", "ResNet"), strict=True):
+    ResNets right, one colour per depth, shared y axis. `curves` maps plain20 / resnet56 / ... to
+    experiments.common.Seeds: each line is the mean over seeds, its band the min-max. Where the runs
+    measured an un-augmented training sample, its error is marked (x) at each evaluation."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    top, n = 0.0, 1
+    for ax, kind, name in zip(axes, ("plain", "resnet"), ("plain", "ResNet"), strict=True):
         for i, d in enumerate(depths):
-            c = curves[f"{kind}{d}"]
+            runs = curves[f"{kind}{d}"].runs
+            n = len(runs)
             color = _COLORS[i % len(_COLORS)]
-            ax.plot(c.steps, [100 * e for e in c.train_error], "--", color=color, lw=1.2)
-            ax.plot(c.eval_steps, [100 * e for e in c.test_error], "-", color=color, lw=2,
-                    label=f"{label}-{d}")
+            train_hi = _band(ax, [r.steps for r in runs], [r.train_error for r in runs], "--", color, 1.1)
+            test_hi = _band(ax, [r.eval_steps for r in runs], [r.test_error for r in runs], "-", color, 2,
+                            label=f"{name}-{d}")
+            if all(r.sample_error for r in runs):
+                _band(ax, [r.eval_steps for r in runs], [r.sample_error for r in runs], "x:", color, 1, ms=6)
             # Scale the y axis to the later part of training, not the first random-guess steps.
-            later = c.test_error[len(c.test_error) // 4:] + c.train_error[len(c.train_error) // 4:]
-            top = max(top, 100 * max(later))
+            later = test_hi[len(test_hi) // 4:] + train_hi[len(train_hi) // 4:]
+            top = max(top, 100 * max(later, default=0))
         ax.set_xlabel("iterations")
         ax.set_title("plain nets" if kind == "plain" else "ResNets")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right")
     axes[0].set_ylabel("error (%)")
     axes[0].set_ylim(0, min(100, top * 1.3))
-    fig.suptitle(f"Degradation: training error (dashed), test error (solid). {title}", fontsize=10)
+    spread = f"mean of {n} seeds, band min-max" if n > 1 else "one seed"
+    fig.suptitle(f"Training error: dashed (augmented batches), x (un-augmented sample); test error: solid. "
+                 f"{spread}. {title}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
