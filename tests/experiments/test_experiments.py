@@ -286,3 +286,21 @@ def test_cifar10_is_recognised_by_name_or_by_its_classes():
 def test_titles_name_a_data_path_by_its_last_part(tmp_path):
     assert ExperimentSpec(data="/data/cifar10-jpeg.tar.gz", out=tmp_path).data_label == "cifar10-jpeg.tar.gz"
     assert ExperimentSpec(data="fashion-mnist", out=tmp_path).data_label == "fashion-mnist"
+
+
+def test_jobs_train_the_seeds_side_by_side_with_a_share_of_the_threads(spec, monkeypatch):
+    import resnetlab.train.loop as loop
+    from resnetlab.experiments.common import train_seeds
+
+    spec.seeds, spec.jobs = (0, 1), 2
+    threads = torch.get_num_threads()
+    runs = train_seeds(spec, "resnet8")
+    assert runs.seeds == [0, 1]
+    for s in (0, 1):
+        saved = json.loads((spec.out / "runs" / "resnet8" / f"seed-{s}" / "config.json").read_text())
+        assert saved["config"]["seed"] == s and saved["engine"]["threads"] == max(1, threads // 2)
+    assert torch.get_num_threads() == threads   # this process keeps its own
+    # Asked again, one at a time, the finished runs are reused, not trained again.
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("should have reused the runs"))
+    spec.jobs = 1
+    assert train_seeds(spec, "resnet8").values("final_test_error") == runs.values("final_test_error")

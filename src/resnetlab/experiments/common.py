@@ -8,8 +8,10 @@ reuses the degradation runs, the response analysis their weights).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
 import shlex
 import sys
 import time
@@ -38,6 +40,7 @@ BUDGETS = {
     "quick": dict(iterations=800, eval_every=0.5),
     "full": dict(epochs=10, eval_every=1.0),
 }
+BUDGET_SEEDS = {"quick": 2, "full": 3}   # seeds per model when --seeds is not given
 
 
 @dataclass
@@ -56,6 +59,7 @@ class ExperimentSpec:
     engine: dict = field(default_factory=dict)   # precision / channels_last / compile overrides
     train_subset: int | None = None
     train_eval_sample: int = 10000   # un-augmented training images evaluated with the test set
+    jobs: int = 1                    # runs of one model (its seeds) trained at the same time
     progress: bool = True
 
     @property
@@ -103,10 +107,40 @@ def train_or_reuse(spec: ExperimentSpec, model: str, options: dict | None = None
 def train_seeds(spec: ExperimentSpec, model: str, options: dict | None = None,
                 data: DataSplits | None = None, name: str | None = None, recipe: Recipe | None = None,
                 **fields) -> Seeds:
-    """`model` trained (or reused) once per seed of the experiment; their curves."""
+    """`model` trained (or reused) once per seed of the experiment; their curves. With spec.jobs > 1
+    the unfinished seeds train that many at a time, each process with its share of the threads."""
     name = name or run_name(model, options or {})
+    if spec.jobs > 1:
+        _train_in_parallel(spec, model, options, name, recipe, fields)
     return Seeds(name, [read_curves(train_or_reuse(spec, model, options, data, name, recipe, seed, **fields),
                                     name) for seed in spec.seeds])
+
+
+def _train_in_parallel(spec: ExperimentSpec, model: str, options: dict | None, name: str,
+                       recipe: Recipe | None, fields: dict) -> None:
+    # Why: on 2 cores a small net's step does not keep two threads busy (small convolutions, Python
+    # per step); two runs of one thread each do more steps per second between them (measured in
+    # docs/RESULTS.md). A run records its thread count, so resuming it keeps its arithmetic.
+    todo = [s for s in spec.seeds if not (spec.out / "runs" / name / f"seed-{s}" / "summary.json").exists()]
+    if len(todo) < 2:
+        return
+    jobs = min(spec.jobs, len(todo))
+    threads = max(1, torch.get_num_threads() // jobs)
+    print(f"training {name}, seeds {', '.join(map(str, todo))}: {jobs} at a time, {threads} thread"
+          f"{'s' if threads > 1 else ''} each", file=sys.stderr, flush=True)
+    quiet = dataclasses.replace(spec, progress=False)   # two progress bars would garble each other
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        runs = [pool.submit(_train_one, quiet, model, options, name, recipe, seed, threads, fields)
+                for seed in todo]
+        for run in runs:
+            run.result()   # a failed run's error, raised here
+
+
+def _train_one(spec: ExperimentSpec, model: str, options: dict | None, name: str, recipe: Recipe | None,
+               seed: int, threads: int, fields: dict) -> None:
+    torch.set_num_threads(threads)
+    train_or_reuse(spec, model, options, None, name, recipe, seed, **fields)
 
 
 def load_data(spec: ExperimentSpec) -> DataSplits:

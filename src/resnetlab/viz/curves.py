@@ -22,10 +22,10 @@ def seed_band(xs: list[list[int]], ys: list[list[float]]) -> tuple[list[int], li
     return common, [sum(c) / len(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols]
 
 
-def _band(ax, xs, ys, style: str, color: str, lw: float, **kw) -> list[float]:
+def _band(ax, xs, ys, style: str, color: str, lw: float, band: bool = True, **kw) -> list[float]:
     x, mean, lo, hi = seed_band(xs, ys)
     ax.plot(x, [100 * v for v in mean], style, color=color, lw=lw, **kw)
-    if len(xs) > 1:
+    if band and len(xs) > 1:
         ax.fill_between(x, [100 * v for v in lo], [100 * v for v in hi], color=color, alpha=0.15, lw=0)
     return hi
 
@@ -42,10 +42,14 @@ def plot_degradation(curves: dict, depths: list[int], path: Path, title: str = "
             runs = curves[f"{kind}{d}"].runs
             n = len(runs)
             color = _COLORS[i % len(_COLORS)]
-            train_hi = _band(ax, [r.steps for r in runs], [r.train_error for r in runs], "--", color, 1.1)
+            sampled = all(r.sample_error for r in runs)
+            # A band for the training error the verdicts use: the sample's when measured.
+            train_hi = _band(ax, [r.steps for r in runs], [r.train_error for r in runs], "--", color, 1.0,
+                             band=not sampled, alpha=0.7)
+            few = len(runs[0].eval_steps) <= 12   # a short run evaluates a few times: mark them
             test_hi = _band(ax, [r.eval_steps for r in runs], [r.test_error for r in runs], "-", color, 2,
-                            label=f"{name}-{d}")
-            if all(r.sample_error for r in runs):
+                            label=f"{name}-{d}", marker="o" if few else None, ms=4)
+            if sampled:
                 _band(ax, [r.eval_steps for r in runs], [r.sample_error for r in runs], "x:", color, 1, ms=6)
             # Scale the y axis to the later part of training, not the first random-guess steps.
             later = test_hi[len(test_hi) // 4:] + train_hi[len(train_hi) // 4:]
