@@ -53,12 +53,14 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--precision", default="bf16", help="engine for every cell but fp32 (default bf16)")
     ap.add_argument("--channels-last", default="on")
+    ap.add_argument("--jobs", type=int, default=2, help="seeds trained at the same time (default 2: on a "
+                    "2-core CPU two 1-thread runs do ~20%% more steps per second than one 2-thread run)")
     ap.add_argument("--report-only", action="store_true", help="table from the finished cells; train nothing")
     args = ap.parse_args()
 
     out = Path(args.out)
     spec = ExperimentSpec(data=args.data, out=out, budget="full", recipe="paper-cifar", epochs=args.epochs,
-                          seeds=tuple(range(args.seeds)),
+                          seeds=tuple(range(args.seeds)), jobs=args.jobs,
                           engine={"precision": args.precision, "channels_last": args.channels_last,
                                   "compile": "off"})
     data = None if args.report_only else load_data(spec)

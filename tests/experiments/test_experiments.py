@@ -292,13 +292,14 @@ def test_jobs_train_the_seeds_side_by_side_with_a_share_of_the_threads(spec, mon
     import resnetlab.train.loop as loop
     from resnetlab.experiments.common import train_seeds
 
-    spec.seeds, spec.jobs = (0, 1), 2
+    spec.seeds, spec.jobs = (0, 1, 2), 2
     threads = torch.get_num_threads()
     runs = train_seeds(spec, "resnet8")
-    assert runs.seeds == [0, 1]
-    for s in (0, 1):
+    assert runs.seeds == [0, 1, 2]
+    # Seeds 0 and 1 side by side on half the threads each; seed 2, left over, alone on all of them.
+    for s, used in ((0, max(1, threads // 2)), (1, max(1, threads // 2)), (2, threads)):
         saved = json.loads((spec.out / "runs" / "resnet8" / f"seed-{s}" / "config.json").read_text())
-        assert saved["config"]["seed"] == s and saved["engine"]["threads"] == max(1, threads // 2)
+        assert saved["config"]["seed"] == s and saved["engine"]["threads"] == used
     assert torch.get_num_threads() == threads   # this process keeps its own
     # Asked again, one at a time, the finished runs are reused, not trained again.
     monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("should have reused the runs"))

@@ -122,9 +122,12 @@ def _train_in_parallel(spec: ExperimentSpec, model: str, options: dict | None, n
     # per step); two runs of one thread each do more steps per second between them (measured in
     # docs/RESULTS.md). A run records its thread count, so resuming it keeps its arithmetic.
     todo = [s for s in spec.seeds if not (spec.out / "runs" / name / f"seed-{s}" / "summary.json").exists()]
-    if len(todo) < 2:
-        return
     jobs = min(spec.jobs, len(todo))
+    # Full rounds only: a run left over would train alone on 1/N of the threads, slower than with
+    # all of them, so it is left to the caller's loop (this process, every thread).
+    todo = todo[:len(todo) - len(todo) % jobs] if jobs > 1 else []
+    if not todo:
+        return
     threads = max(1, torch.get_num_threads() // jobs)
     print(f"training {name}, seeds {', '.join(map(str, todo))}: {jobs} at a time, {threads} thread"
           f"{'s' if threads > 1 else ''} each", file=sys.stderr, flush=True)
