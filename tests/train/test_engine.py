@@ -30,6 +30,8 @@ def fake_rates(monkeypatch, rates, calls):
 
     monkeypatch.setattr(engine_mod, "time_candidates", fake_many)
     monkeypatch.setattr(engine_mod, "time_steps", fake_one)
+    # Whatever this CPU's bf16: these tests are about the choice, not the machine.
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda device, cache=None: (True, ""))
 
 
 def test_fixed_flags_skip_the_probe(monkeypatch):
@@ -93,3 +95,51 @@ def test_resolve_device():
         from resnetlab import ResnetlabError
         with pytest.raises(ResnetlabError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_without_native_bf16_the_probe_times_only_fp32_and_says_why(monkeypatch):
+    calls, lines = [], []
+    fake_rates(monkeypatch, {"fp32": 100, "fp32+cl": 150, "bf16": 900, "bf16+cl": 900}, calls)
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda device, cache=None: (False, "emulated here"))
+    e = choose_engine(build, "m", (1, 12, 12), 32, 4, torch.device("cpu"), compile="off", log=lines.append)
+    assert sorted(calls) == ["fp32", "fp32+cl"] and (e.precision, e.channels_last) == ("fp32", True)
+    assert e.notes == "emulated here" and set(e.probe) == {"fp32", "fp32+cl"}
+    assert any("bf16 not timed: emulated here" in line for line in lines)
+    assert any(line.startswith("engine probe: fp32 100, fp32+cl 150 img/s; chose fp32") for line in lines)
+    assert e.probe_seconds >= 0 and "probe_seconds" in e.to_dict()
+    # Asked for by name, bf16 is used whatever the check says.
+    forced = choose_engine(build, "m", (1, 12, 12), 32, 4, torch.device("cpu"), precision="bf16",
+                           compile="off", log=lines.append)
+    assert forced.precision == "bf16"
+
+
+def test_native_bf16_check_times_one_convolution_and_is_cached():
+    cache = {}
+    worth, why = engine_mod.native_bf16(torch.device("cpu"), cache)
+    assert isinstance(worth, bool) and (why == "") == worth
+    (key, (fp32_ms, bf16_ms)), = cache.items()
+    assert key.startswith("bf16-conv|") and fp32_ms > 0 and bf16_ms > 0
+    cache[key] = [1.0, 10.0]   # the cached timing is what decides next time
+    assert engine_mod.native_bf16(torch.device("cpu"), cache) == (
+        False, "a bf16 convolution takes 10.0x the fp32 one's time on this CPU (no native bf16)")
+
+
+def test_a_candidate_twice_as_slow_as_the_best_is_dropped_after_one_timed_step(monkeypatch):
+    steps = {"fp32": 0.01, "bf16": 0.05}   # seconds per step, by precision
+    counts = {"fp32": 0, "bf16": 0}
+
+    class FakeTrial:
+        def __init__(self, model, engine, *a):
+            self.engine, self.batch, self.times = engine, 32, []
+
+        def step(self):
+            counts[self.engine.precision] += 1
+            return steps[self.engine.precision]
+
+        rate = engine_mod._Trial.rate
+
+    monkeypatch.setattr(engine_mod, "_Trial", FakeTrial)
+    rates = engine_mod.time_candidates(build, [Engine(precision="fp32"), Engine(precision="bf16")],
+                                       (1, 8, 8), 32, 4, seconds=0.0)
+    assert counts["bf16"] == 2 and counts["fp32"] > 2   # warm-up + the one timed step, then dropped
+    assert rates == [pytest.approx(3200), pytest.approx(640)]

@@ -306,7 +306,8 @@ def write_results(spec: ExperimentSpec, name: str, results: dict, table_md: str,
     write_json(path, merged)
     length = f"{recipe.iterations} iterations" if recipe.iterations else f"{recipe.epochs:g} epochs"
     md = [f"# {name}: {spec.data_label}, budget {spec.budget}", "", f"Command: `{full['command']}`", "",
-          f"Recipe: `{recipe.name}`, {length}, batch {recipe.batch_size}: {recipe.notes}", "", table_md, "", "## Verdict", ""] + [f"- {v}" for v in verdicts] + [""]
+          f"Recipe: `{recipe.name}`, {length}, batch {recipe.batch_size}: {recipe.notes}", "", table_md, "",
+          "## Verdict", ""] + [f"- {v}" for v in verdicts] + [""]
     md += [f"![{f}]({f})" for f in figures] + [""]
     (spec.out / f"{name}.md").write_text("\n".join(md))
     return full

@@ -2,9 +2,12 @@
 
 A few training steps of each candidate set-up (fp32 / bf16 autocast / fp16 on CUDA, with and
 without channels_last) are timed at the run's batch shape; the fastest wins and is cached per
-(model, input, batch, device, torch version, threads). torch.compile is tried only for runs long
-enough to repay its compile time. The choice is written into the run's config.json; a resumed
-run reads it from there and never probes again, so its arithmetic stays identical.
+(model, input, batch, device, torch version, threads). The probe costs seconds: on a CPU one timed
+convolution first decides whether bf16 is native (if not, bf16 models are not timed at all), and a
+candidate whose first timed step is over twice the best one's is dropped there. torch.compile is
+tried only for runs long enough to repay its compile time. The choice is written into the run's
+config.json; a resumed run reads it from there and never probes again, so its arithmetic stays
+identical.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class Engine:
     threads: int = 0
     chosen_by: str = "flags"       # flags | probe | cache | resume
     probe: dict = field(default_factory=dict)   # candidate -> images/s measured
+    probe_seconds: float = 0.0     # what choosing cost this run (0 for flags; ~0 from the cache)
+    notes: str = ""                # e.g. why bf16 was not timed
 
     def autocast(self):
         if self.precision not in _DTYPES:
@@ -130,25 +135,63 @@ class _Trial:
 
 
 def time_candidates(build: Callable[[], nn.Module], engines: list[Engine], shape: tuple[int, ...],
-                    batch: int, num_classes: int, seconds: float = 1.0, rounds: int = 4) -> list[float]:
+                    batch: int, num_classes: int, seconds: float = 1.0, rounds: int = 4,
+                    drop_above: float = 2.0) -> list[float]:
     """Images per second of full SGD training steps of each candidate, on random data.
 
     Candidates are timed in alternating rounds (A B C, A B C, ...) and each one's median step time
     kept: a shared machine's speed drifts, and alternation spreads the drift over all candidates
     instead of penalising whichever ran during a slow spell. About `seconds` per candidate in all.
+    A candidate whose first timed step takes over `drop_above` times the fastest one's is dropped
+    there (its rate is that step's): it cannot win, and timing it longer only costs the user time.
     """
     trials = [_Trial(build(), e, shape, batch, num_classes) for e in engines]
     for t in trials:          # warm-up: first-call kernel selection, allocator growth
         t.step()
-        t.step()
+    for t in trials:
+        t.times.append(t.step())
+    fastest = min(t.times[0] for t in trials)
+    live = [t for t in trials if t.times[0] <= drop_above * fastest]
     budget = seconds / rounds
     for _ in range(rounds):
-        for t in trials:
+        for t in live:
             t_end = time.perf_counter() + budget
             t.times.append(t.step())
             while time.perf_counter() < t_end and len(t.times) < 10 * rounds:
                 t.times.append(t.step())
     return [t.rate() for t in trials]
+
+
+def native_bf16(device: torch.device, cache: dict | None = None) -> tuple[bool, str]:
+    """Whether bf16 autocast can pay on this CPU, from one convolution (forward + backward, the
+    shape of a small ResNet stage) timed in fp32 and in bf16: (worth probing, why). On a CPU that
+    emulates bf16 (AVX2 only: ten times slower than fp32) this costs a second, where timing whole
+    bf16 models costs minutes. Other devices: always worth probing."""
+    if device.type != "cpu":
+        return True, ""
+    key = f"bf16-conv|{machine_id(device)}|torch {torch.__version__}"
+    if cache is not None and key in cache:
+        fp32_ms, bf16_ms = cache[key]
+    else:
+        conv = nn.Conv2d(64, 64, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+        x = torch.randn(32, 64, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
+
+        def once(dtype) -> float:
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                conv(x).float().sum().backward()
+            return time.perf_counter() - t0
+        times = {"fp32": [], "bf16": []}
+        for _ in range(4):   # alternating; the first of each is warm-up
+            for dtype in times:
+                times[dtype].append(once(dtype))
+        fp32_ms, bf16_ms = (round(1e3 * statistics.median(times[d][1:]), 3) for d in ("fp32", "bf16"))
+        if cache is not None:
+            cache[key] = [fp32_ms, bf16_ms]
+    if bf16_ms < fp32_ms:
+        return True, ""
+    return False, (f"a bf16 convolution takes {bf16_ms / fp32_ms:.1f}x the fp32 one's time on this CPU "
+                   "(no native bf16)")
 
 
 def time_steps(model: nn.Module, engine: Engine, shape: tuple[int, ...], batch: int, num_classes: int,
@@ -193,7 +236,13 @@ def choose_engine(build: Callable[[], nn.Module], key: str, shape: tuple[int, ..
         candidates[0].compile = compile == "on"
         return candidates[0]
 
+    t_start = time.perf_counter()
     cache = _load_cache()
+    notes = ""
+    if precision == "auto" and any(c.precision == "bf16" for c in candidates):
+        worth, notes = native_bf16(device, cache)
+        if not worth:
+            candidates = [c for c in candidates if c.precision != "bf16"]
     ckey = f"{key}|{tuple(shape)}|b{batch}|{machine_id(device)}|torch {torch.__version__}"
     entry = cache.get(ckey, {})
     def label(e: Engine) -> str:
@@ -202,21 +251,25 @@ def choose_engine(build: Callable[[], nn.Module], key: str, shape: tuple[int, ..
     todo = [c for c in candidates if label(c) not in entry]
     probed = bool(todo)
     if todo:
+        log(f"engine probe for {key} ({'x'.join(map(str, shape))}, batch {batch}): timing "
+            f"{', '.join(label(c) for c in todo)}" + (f"; bf16 not timed: {notes}" if notes else ""))
         for cand, rate in zip(todo, time_candidates(build, todo, shape, batch, num_classes), strict=True):
             entry[label(cand)] = round(rate, 1)
     rates = {label(c): entry[label(c)] for c in candidates}
     best_name = max(rates, key=rates.get)
     best = next(c for c in candidates if label(c) == best_name)
-    best.chosen_by, best.probe = ("probe" if probed else "cache"), dict(rates)
+    best.chosen_by, best.probe, best.notes = ("probe" if probed else "cache"), dict(rates), notes
 
     if compile == "on":
         best.compile = True
     elif compile == "auto" and device.type != "mps":
-        # Compiling costs tens of seconds on a CPU: try it only when the eager run would take
-        # over 10 minutes, and keep it only if it saves more time than it costs.
+        # Compiling costs a minute on a 2-core CPU: try it only when the eager run would take over
+        # 30 minutes, and keep it only if it saves more time than it costs.
         eager_seconds = expected_steps * batch / rates[best_name]
         cname = best_name + "+compile"
-        if eager_seconds > 600 and cname not in entry:
+        if eager_seconds > 1800 and cname not in entry:
+            log(f"trying torch.compile for this {eager_seconds / 60:.0f}-minute run (compiling takes up to "
+                "a minute; kept only if it saves more than it costs)")
             t0 = time.perf_counter()
             trial = Engine(**{**asdict(best), "compile": True})
             try:
@@ -233,4 +286,8 @@ def choose_engine(build: Callable[[], nn.Module], key: str, shape: tuple[int, ..
         best.probe = dict(rates)
     cache[ckey] = entry
     _save_cache(cache)
+    best.probe_seconds = round(time.perf_counter() - t_start, 2)
+    if probed:
+        log(f"engine probe: {', '.join(f'{k} {v:.0f}' for k, v in rates.items())} img/s; chose "
+            f"{best.label()} in {best.probe_seconds:.1f} s")
     return best
