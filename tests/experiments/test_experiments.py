@@ -38,7 +38,8 @@ def test_degradation_end_to_end(spec):
         assert 0 <= m["final_test_error"]["mean"] <= 1 and m["steps"] == 12
         assert m["train_error_kind"] == "un-augmented training sample"   # the whole 256 images here
     assert saved["models"]["plain14"]["params"] == saved["models"]["resnet14"]["params"]
-    assert saved["recipe"]["name"] == "paper-cifar" and saved["recipe"]["batch_size"] == 128
+    assert saved["recipe"]["name"] == "paper-cifar-warmup" and saved["recipe"]["batch_size"] == 128
+    assert saved["recipe"]["warmup"] == 0.1 and saved["recipe"]["milestones"] == [0.5, 0.75]
     assert saved["seeds"] == [0]
     # One seed: no interval, so nothing is resolved either way.
     assert r["verdicts"][0].startswith("plain nets, training error: not resolved at this budget")

@@ -76,7 +76,9 @@ def test_compile_is_tried_only_for_long_runs_and_kept_only_if_it_pays(monkeypatc
 def test_real_probe_on_a_tiny_model_returns_positive_rates():
     e = choose_engine(build, "resnet8", (1, 8, 8), 8, 4, torch.device("cpu"), channels_last="off",
                       compile="off")
-    assert set(e.probe) == {"fp32", "bf16"} and all(v > 0 for v in e.probe.values())
+    # bf16 is timed only where one convolution says it is native (e.notes says why not).
+    assert set(e.probe) == ({"fp32"} if e.notes else {"fp32", "bf16"})
+    assert all(v > 0 for v in e.probe.values())
     assert e.probe[f"{e.precision}"] == max(e.probe.values())
 
 

@@ -48,6 +48,12 @@ def test_onecycle_rises_then_falls_to_final_lr():
     assert all(a <= b for a, b in zip(lrs[:19], lrs[1:20], strict=True))
 
 
+def test_paper_cifar_warmup_is_the_paper_recipe_plus_a_warmup_and_nothing_else():
+    paper, short = RECIPES["paper-cifar"].to_dict(), RECIPES["paper-cifar-warmup"].to_dict()
+    differ = {k for k in paper if paper[k] != short[k]}
+    assert differ == {"name", "warmup", "notes"} and short["warmup"] == 0.1
+
+
 def test_step_schedule_with_warmup_ramps_linearly_then_keeps_the_papers_steps():
     r = get_recipe("paper-cifar", iterations=100, warmup=0.1)
     s = Schedule(r, 100)

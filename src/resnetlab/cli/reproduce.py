@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 from ..errors import ResnetlabError
-from ..experiments import BUDGET_SEEDS, BUDGETS, EXPERIMENTS, ExperimentSpec
+from ..experiments import BUDGET_SAMPLE, BUDGET_SEEDS, BUDGETS, EXPERIMENTS, ExperimentSpec
 from ..train.recipe import PRECISIONS
 from .train import seed_list
 
@@ -27,18 +27,20 @@ def add_commands(sub) -> None:
     p.add_argument("--depths", type=int, nargs="+", help="depths 6n+2 (degradation/responses default "
                    "20 56; depth default 20 32 44 56 110)")
     p.add_argument("--depth", type=int, default=20, help="shortcuts: the depth to compare A/B/C at")
-    p.add_argument("--recipe", help="training recipe (default: paper-cifar; fast for transfer)")
+    p.add_argument("--recipe", help="training recipe (default: paper-cifar-warmup, the paper's with a "
+                   "warm-up for these short budgets; paper-cifar: exactly the paper's; fast for transfer "
+                   "and zoo)")
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="N seeds (--seed .. --seed+N-1) or a "
                    "list of two or more; every model trains once per seed (OUT/runs/NAME/seed-S), tables "
-                   "give mean ± std, verdicts an interval (default: the budget's, quick 2, full 3)")
+                   "give mean ± std, verdicts an interval (default 3)")
     p.add_argument("--jobs", type=int, default=1, help="train N seeds of a model at the same time, each "
                    "with 1/N of the threads (2 on a 2-core CPU: more steps per second in total)")
-    p.add_argument("--train-eval-sample", type=int, default=10000, metavar="N",
+    p.add_argument("--train-eval-sample", type=int, metavar="N",
                    help="un-augmented training images whose error is measured at each evaluation, the "
-                        "training error of tables and verdicts (default 10000; 0: the running error on "
-                        "augmented batches)")
+                        "training error of tables and verdicts (default: quick 2000, full 10000; 0: the "
+                        "running error on augmented batches)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["auto", *PRECISIONS])
     p.add_argument("--channels-last", choices=["auto", "on", "off"])
@@ -54,13 +56,14 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out or f"results/{args.experiment}-{Path(args.data).name.split('.')[0]}-{args.budget}")
     engine = {k: v for k, v in (("precision", args.precision), ("channels_last", args.channels_last),
                                 ("compile", args.compile)) if v}
-    recipe = args.recipe or ("fast" if args.experiment in ("transfer", "zoo") else "paper-cifar")
+    recipe = args.recipe or ("fast" if args.experiment in ("transfer", "zoo") else "paper-cifar-warmup")
     spec = ExperimentSpec(data=args.data, out=out, budget=args.budget, recipe=recipe,
                           epochs=args.epochs, iterations=args.iterations, data_dir=args.data_dir,
                           seeds=tuple(seed_list(args.seeds or [BUDGET_SEEDS[args.budget]], args.seed)),
                           jobs=args.jobs, device=args.device,
                           engine=engine, train_subset=args.train_subset,
-                          train_eval_sample=args.train_eval_sample, progress=not args.no_progress)
+                          train_eval_sample=(BUDGET_SAMPLE[args.budget] if args.train_eval_sample is None
+                                             else args.train_eval_sample), progress=not args.no_progress)
     module = importlib.import_module(f"..experiments.{args.experiment}", __package__)
     if args.experiment == "shortcuts":
         result = module.run(spec, depth=args.depth)

@@ -257,7 +257,8 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     # ---- the loop ----------------------------------------------------------------------------------
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else model
     forward = torch.compile(net) if engine.compile else net
-    log_every = cfg.log_every or max(1, steps_per_epoch // 10)
+    # About 10 records per epoch, and at least 50 over a short run (a curve, not three points).
+    log_every = cfg.log_every or max(1, min(steps_per_epoch // 10, total_steps // 50))
     eval_every = max(1, round(recipe.eval_every * steps_per_epoch))
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not progress, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)

@@ -22,11 +22,19 @@ def seed_band(xs: list[list[int]], ys: list[list[float]]) -> tuple[list[int], li
     return common, [sum(c) / len(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols]
 
 
-def _band(ax, xs, ys, style: str, color: str, lw: float, band: bool = True, **kw) -> list[float]:
+def _band(ax, xs, ys, style: str, color: str, lw: float, alpha: float = 0.15, **kw) -> list[float]:
+    """The mean over seeds as a line, their min-max as a band (as error bars where there are only
+    a few points, e.g. a short run's one evaluation)."""
     x, mean, lo, hi = seed_band(xs, ys)
     ax.plot(x, [100 * v for v in mean], style, color=color, lw=lw, **kw)
-    if band and len(xs) > 1:
-        ax.fill_between(x, [100 * v for v in lo], [100 * v for v in hi], color=color, alpha=0.15, lw=0)
+    if alpha and len(xs) > 1:
+        if len(x) > 3:
+            ax.fill_between(x, [100 * v for v in lo], [100 * v for v in hi], color=color, alpha=alpha, lw=0)
+        else:
+            below = [100 * (m - a) for m, a in zip(mean, lo, strict=True)]
+            above = [100 * (b - m) for m, b in zip(mean, hi, strict=True)]
+            ax.errorbar(x, [100 * v for v in mean], yerr=[below, above], fmt="none", ecolor=color, capsize=4,
+                        lw=1.2)
     return hi
 
 
@@ -43,9 +51,9 @@ def plot_degradation(curves: dict, depths: list[int], path: Path, title: str = "
             n = len(runs)
             color = _COLORS[i % len(_COLORS)]
             sampled = all(r.sample_error for r in runs)
-            # A band for the training error the verdicts use: the sample's when measured.
+            # The running error's band is faint where the verdicts use the sample's.
             train_hi = _band(ax, [r.steps for r in runs], [r.train_error for r in runs], "--", color, 1.0,
-                             band=not sampled, alpha=0.7)
+                             alpha=0.07 if sampled else 0.15)
             few = len(runs[0].eval_steps) <= 12   # a short run evaluates a few times: mark them
             test_hi = _band(ax, [r.eval_steps for r in runs], [r.test_error for r in runs], "-", color, 2,
                             label=f"{name}-{d}", marker="o" if few else None, ms=4)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The seed sweeps behind docs/RESULTS.md "Seeds and depth" (issue 16), one training at a time, in
+# order of what matters most. Every step reuses finished runs and resumes a partial one, so running
+# this again after an interruption continues where it stopped. Hours of CPU: run it in the background,
+#   nohup bash benchmarks/seed_sweeps.sh > results/seed-sweeps.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=.venv/bin/resnetlab
+CIFAR=${CIFAR:-../shared/data/cifar10-jpeg.tar.gz}
+
+.venv/bin/python benchmarks/depth_ablation.py --out results/depth-ablation \
+    --cells paper warmup onecycle zero-init fp32
+$R reproduce degradation --data fashion-mnist --budget full --epochs 4 --depths 20 32 44 56 --jobs 2 \
+    --out results/fmnist-seeds --no-progress
+$R reproduce shortcuts --data fashion-mnist --budget full --epochs 4 --depth 20 --jobs 2 \
+    --out results/fmnist-seeds --no-progress
+$R reproduce depth --data fashion-mnist --budget full --epochs 4 --depths 20 32 44 56 --jobs 2 \
+    --out results/fmnist-seeds --no-progress   # reuses the degradation runs: the depth table
+$R reproduce depth --data "$CIFAR" --budget full --depths 20 56 --jobs 2 --out results/cifar10-seeds \
+    --no-progress
