@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from resnetlab.experiments.common import ExperimentSpec, load_data, train_seeds
+from resnetlab.experiments.common import ExperimentSpec, load_data, seed_dir, train_seeds
 from resnetlab.stats import compare
 from resnetlab.train.checkpoint import write_json
 
@@ -74,7 +74,7 @@ def main() -> int:
         nets = {}
         for model in (shallow, deep):
             name = f"{cell}-{model}"
-            if args.report_only and not all((out / "runs" / name / f"seed-{s}" / "summary.json").exists()
+            if args.report_only and not all((seed_dir(spec, name, s) / "summary.json").exists()
                                             for s in spec.seeds):
                 break
             nets[model] = train_seeds(spec, model, options, data=data, name=name, recipe=recipe)

@@ -91,6 +91,11 @@ def run_name(model: str, options: dict) -> str:
     return model + "".join(f"-{k}{v}" for k, v in sorted(options.items()))
 
 
+def seed_dir(spec: ExperimentSpec, name: str, seed: int) -> Path:
+    """The run folder of one model and seed: OUT/runs/NAME/seed-S."""
+    return spec.out / "runs" / name / f"seed-{seed}"
+
+
 def train_or_reuse(spec: ExperimentSpec, model: str, options: dict | None = None,
                    data: DataSplits | None = None, name: str | None = None, recipe: Recipe | None = None,
                    seed: int | None = None, **fields) -> Path:
@@ -100,7 +105,7 @@ def train_or_reuse(spec: ExperimentSpec, model: str, options: dict | None = None
     options = options or {}
     recipe = recipe or spec.recipe_for()
     seed = spec.seeds[0] if seed is None else seed
-    out = spec.out / "runs" / (name or run_name(model, options)) / f"seed-{seed}"
+    out = seed_dir(spec, name or run_name(model, options), seed)
     cfg = TrainConfig(model=model, data=spec.data, out=str(out), recipe=recipe, model_options=options,
                       data_dir=spec.data_dir, seed=seed, device=spec.device,
                       train_subset=spec.train_subset, train_eval_sample=spec.train_eval_sample, **fields)
@@ -125,7 +130,7 @@ def _train_in_parallel(spec: ExperimentSpec, model: str, options: dict | None, n
     # Why: on 2 cores a small net's step does not keep two threads busy (small convolutions, Python
     # per step); two runs of one thread each do more steps per second between them (measured in
     # docs/RESULTS.md). A run records its thread count, so resuming it keeps its arithmetic.
-    todo = [s for s in spec.seeds if not (spec.out / "runs" / name / f"seed-{s}" / "summary.json").exists()]
+    todo = [s for s in spec.seeds if not (seed_dir(spec, name, s) / "summary.json").exists()]
     jobs = min(spec.jobs, len(todo))
     # Full rounds only: a run left over would train alone on 1/N of the threads, slower than with
     # all of them, so it is left to the caller's loop (this process, every thread).

@@ -21,7 +21,16 @@ from ..stats import summarize as summarize_values
 from ..train.engine import choose_engine, resolve_device, time_steps
 from ..train.evaluate import load_run_config
 from ..train.loop import Diverged
-from .common import ExperimentSpec, Seeds, load_data, read_curves, train_or_reuse, versus, write_results
+from .common import (
+    ExperimentSpec,
+    Seeds,
+    load_data,
+    read_curves,
+    seed_dir,
+    train_or_reuse,
+    versus,
+    write_results,
+)
 
 ZOO = ("lenet5", "alexnet_small", "vgg11_bn_small", "googlenet_small", "plain20", "resnet20")
 SECONDS = {"quick": 90, "full": 360}   # training time per model
@@ -41,7 +50,7 @@ def run(spec: ExperimentSpec, models: tuple[str, ...] = ZOO, seconds: float | No
             return create_model(name, num_classes=num_classes, in_channels=c)
 
         started_runs = [run for n in (_lower_lr_name(name, base.lr), name) for seed in spec.seeds
-                        if ((run := spec.out / "runs" / n / f"seed-{seed}") / "config.json").exists()]
+                        if ((run := seed_dir(spec, n, seed)) / "config.json").exists()]
         if started_runs:   # a started run keeps the length it was given
             iterations = load_run_config(started_runs[0])["config"]["recipe"]["iterations"]
         else:
@@ -105,7 +114,7 @@ def _train_or_lower_lr(spec: ExperimentSpec, name: str, data, recipe, seed: int)
 
     lower = replace(recipe, lr=recipe.lr / 10)
     retry = _lower_lr_name(name, recipe.lr)
-    if not (spec.out / "runs" / retry / f"seed-{seed}").exists():
+    if not seed_dir(spec, retry, seed).exists():
         try:
             return train_or_reuse(spec, name, data=data, recipe=recipe, seed=seed)
         except Diverged as e:
