@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 R=.venv/bin/resnetlab
 CIFAR=${CIFAR:-../shared/data/cifar10-jpeg.tar.gz}
 
-.venv/bin/python benchmarks/depth_ablation.py --out results/depth-ablation \
-    --cells paper warmup onecycle zero-init fp32
 $R reproduce degradation --data fashion-mnist --budget full --epochs 4 --depths 20 32 44 56 --jobs 2 \
     --out results/fmnist-seeds --no-progress
+.venv/bin/python benchmarks/depth_ablation.py --out results/depth-ablation \
+    --cells paper warmup onecycle zero-init fp32
 $R reproduce shortcuts --data fashion-mnist --budget full --epochs 4 --depth 20 --jobs 2 \
     --out results/fmnist-seeds --no-progress
 $R reproduce depth --data fashion-mnist --budget full --epochs 4 --depths 20 32 44 56 --jobs 2 \
