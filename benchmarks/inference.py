@@ -80,7 +80,7 @@ def sample_images(spec: str, n: int, size: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(0)
         pixels = torch.randint(0, 256, (n, 3, size, size), generator=gen, dtype=torch.uint8)
         return normalise(pixels.float())
-    from resnetlab.data.folders import decode_image
+    from resnetlab.data.decode import decode_image
 
     chosen = []
     with tarfile.open(spec, "r|*") as tar:

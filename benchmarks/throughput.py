@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 
 def load(data: str):
-    from resnetlab.data.sources import load_dataset
+    from resnetlab.data import load_dataset
     return load_dataset(data, download=False)
 
 

@@ -43,7 +43,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No network, no system data, a private cache: tests see only the data they write."""
-    from resnetlab.data import sources
+    from resnetlab.data import known as sources
 
     monkeypatch.delenv("RESNETLAB_DATA", raising=False)
     monkeypatch.setattr(sources, "SYSTEM_ROOTS", ())

@@ -8,8 +8,9 @@ from fakedata import write_class_folder
 from torch import nn
 
 from resnetlab import ResnetlabError, create_model
-from resnetlab.data.folders import decode_image
-from resnetlab.export import WithPreprocess, conv_bn_pairs, export, export_onnx, fold_batchnorm, run_onnx
+from resnetlab.data.decode import decode_image
+from resnetlab.export import WithPreprocess, export, export_onnx, run_onnx
+from resnetlab.models.fold import conv_bn_pairs, fold_batchnorm
 from resnetlab.predict import load_run
 from resnetlab.train.loop import TrainConfig, train
 from resnetlab.train.recipe import get_recipe

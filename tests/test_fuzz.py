@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save
 
 from resnetlab import ResnetlabError
-from resnetlab.data.sources import read_cifar_batch, read_idx
+from resnetlab.data import read_cifar_batch, read_idx
 from resnetlab.train.checkpoint import read_weights
 from resnetlab.transfer import load_state_file
 

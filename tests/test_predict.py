@@ -13,9 +13,10 @@ from PIL import Image
 
 from resnetlab import ResnetlabError
 from resnetlab.data.augment import Normalizer
-from resnetlab.data.folders import decode_image
+from resnetlab.data.decode import decode_image
 from resnetlab.data.loader import View, apply_view
-from resnetlab.predict import LUMINANCE, collect_images, load_run, predict, resolve_run
+from resnetlab.predict import LUMINANCE, collect_images, load_run, predict
+from resnetlab.run import find_run
 from resnetlab.train.loop import TrainConfig, train
 from resnetlab.train.recipe import get_recipe
 
@@ -216,9 +217,10 @@ def test_topk_is_capped_at_the_class_count_and_must_be_positive(run_dir, tmp_pat
 
 def test_checkpoint_folders_and_unfinished_runs(run_dir, tmp_path):
     ckpt = sorted((run_dir / "checkpoints").glob("step-*"))[0]
-    assert resolve_run(ckpt) == (run_dir, ckpt / "model.safetensors")
-    assert resolve_run(run_dir) == (run_dir, run_dir / "model.safetensors")
-    assert resolve_run(run_dir / "model.safetensors") == (run_dir, run_dir / "model.safetensors")
+    found = lambda p: (lambda run, weights: (run.root, weights))(*find_run(p))  # noqa: E731
+    assert found(ckpt) == (run_dir, ckpt / "model.safetensors")
+    assert found(run_dir) == (run_dir, run_dir / "model.safetensors")
+    assert found(run_dir / "model.safetensors") == (run_dir, run_dir / "model.safetensors")
     early, final = load_run(ckpt), load_run(run_dir)
     assert early.source == ckpt / "model.safetensors"
     assert not torch.equal(early.model.fc.weight, final.model.fc.weight)
@@ -226,7 +228,7 @@ def test_checkpoint_folders_and_unfinished_runs(run_dir, tmp_path):
     shutil.copytree(run_dir, unfinished)
     (unfinished / "model.safetensors").unlink()
     latest = sorted((unfinished / "checkpoints").glob("step-*"))[-1]
-    assert resolve_run(unfinished)[1] == latest / "model.safetensors"
+    assert find_run(unfinished)[1] == latest / "model.safetensors"
     image = save(tmp_path / "x.png", Image.new("L", (12, 12), 90), "PNG")
     assert predict(ckpt, [image], device="cpu")[0]["predictions"]
 
@@ -248,7 +250,7 @@ def test_half_written_checkpoint_is_refused(run_dir, tmp_path):
     tmp = run / "checkpoints" / "step-00000099.tmp"
     tmp.mkdir()
     with pytest.raises(ResnetlabError, match="half-written"):
-        resolve_run(tmp)
+        find_run(tmp)
 
 
 def test_input_normalizer_matches_the_run_statistics(run_dir):

@@ -37,10 +37,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data.augment import Normalizer, center_crop, resize_shorter, ten_crop
-from .data.folders import IMAGE_EXTENSIONS, decode_image
+from .data.augment import Normalizer, center_crop, crop_mean, resize_shorter, ten_crop
+from .data.decode import decode_image
+from .data.folders import IMAGE_EXTENSIONS
 from .errors import ResnetlabError
-from .train.evaluate import load_trained, resolve_run
+from .models.fold import fold_batchnorm
+from .run import RunRecord, find_run, load_trained
 
 LUMINANCE = (0.299, 0.587, 0.114)   # ITU-R BT.601, as PIL's convert("L")
 
@@ -64,7 +66,7 @@ class TrainedRun:
     crop: int | None                # recipe crop_size
     run_dir: Path
     source: Path                    # the weights file
-    config: dict                    # config.json
+    record: RunRecord               # config.json
 
     @property
     def channels(self) -> int:
@@ -72,7 +74,7 @@ class TrainedRun:
 
     @property
     def model_name(self) -> str:
-        return self.config["config"]["model"]
+        return self.record.config.model
 
     # ---- geometry -----------------------------------------------------------------------------------
 
@@ -147,16 +149,12 @@ class TrainedRun:
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
     """The model of a run folder or checkpoint (eval mode, on `device`) and its preprocessing."""
-    run_dir, weights = resolve_run(path)
-    model, saved, normalizer = load_trained(weights, device)
-    cfg = saved["config"]
-    input_size = tuple(saved["input_size"])
-    stored = tuple(saved.get("stored_size") or input_size)
-    recipe = cfg.get("recipe", {})
-    return TrainedRun(model=model, classes=list(saved["classes"]), stored_size=stored,
-                      input_size=input_size, normalizer=normalizer,
-                      view=recipe.get("eval_view", "none"), crop=recipe.get("crop_size"),
-                      run_dir=run_dir, source=weights, config=saved)
+    run, weights = find_run(path)
+    model, record, normalizer = load_trained(weights, device)
+    recipe = record.config.recipe
+    return TrainedRun(model=model, classes=list(record.classes), stored_size=record.stored_size,
+                      input_size=record.input_size, normalizer=normalizer, view=recipe.eval_view,
+                      crop=recipe.crop_size, run_dir=run.root, source=weights, record=record)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,7 +179,8 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def _read(path: Path) -> torch.Tensor:
+def read_image(path: Path) -> torch.Tensor:
+    """An image file decoded (uint8 C x H x W), or one error line naming the file."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -203,8 +202,6 @@ def _warn(path: str, reason: str) -> None:
 def inference_model(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
     """The fast fp32 form of a model for inference: BatchNorm folded into the convolutions,
     channels_last weights, no gradients."""
-    from .export import fold_batchnorm
-
     folded = fold_batchnorm(model).to(device, memory_format=torch.channels_last)
     return folded.requires_grad_(False)
 
@@ -234,7 +231,7 @@ def predict(run: str | Path | TrainedRun, paths: Sequence[str | Path], topk: int
 
     def load(path: Path):
         try:
-            return run.prepare(_read(path), norm)
+            return run.prepare(read_image(path), norm)
         except ResnetlabError as e:
             return str(e)
 
@@ -272,14 +269,11 @@ def predict(run: str | Path | TrainedRun, paths: Sequence[str | Path], topk: int
 def _probabilities(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Softmax over the classes for a batch N x C x H x W (or N x 10 x C x H x W: ten crops, whose
     probabilities are averaged)."""
-    crops = x.shape[1] if x.ndim == 5 else 0
-    if crops:
-        x = x.flatten(0, 1)
+    n = x.shape[0]
+    if x.ndim == 5:   # image-major N x 10 -> crop-major 10N rows, the layout crop_mean averages
+        x = x.transpose(0, 1).flatten(0, 1)
     x = x.to(device).contiguous(memory_format=torch.channels_last)
-    probs = model(x).float().softmax(1).cpu()
-    if crops:
-        probs = probs.view(-1, crops, probs.shape[1]).mean(1)
-    return probs
+    return crop_mean(model(x).float().softmax(1).cpu(), n)
 
 
 def format_predictions(results: list[dict]) -> str:

@@ -29,7 +29,9 @@ import torch
 from torch import nn
 
 from .errors import ResnetlabError
+from .run import Run, RunRecord, find_run
 from .train.checkpoint import read_weights
+from .train.config import TrainConfig
 
 
 @dataclass
@@ -120,12 +122,10 @@ def infer_architecture(state: dict[str, torch.Tensor], where: str) -> tuple[str,
 
 
 def _from_run(path: Path) -> Source:
-    from .train.evaluate import load_run_config, resolve_run
-
-    run, weights = resolve_run(path)   # a run folder (final or latest weights) or a checkpoint
-    cfg = load_run_config(run)["config"]
-    return Source(cfg["model"], read_weights(weights), f"run {run} ({cfg['model']} on {cfg['data']})",
-                  dict(cfg.get("model_options", {})))
+    run, weights = find_run(path)   # a run folder (final or latest weights) or a checkpoint
+    cfg = run.record().config
+    return Source(cfg.model, read_weights(weights), f"run {run.root} ({cfg.model} on {cfg.data})",
+                  dict(cfg.model_options))
 
 
 def _from_torchvision(name: str, model: str | None) -> Source:
@@ -253,15 +253,16 @@ def import_run(spec: str, out: str | Path, data: str, normalize: str = "imagenet
     class names and image size of `data` and the normalisation the weights expect (`imagenet`
     mean/std for torchvision's and akamaster's; `channel` computes it from the data)."""
     from .data.augment import Normalizer
-    from .data.stream import images_for_statistics, open_data
+    from .data.open import images_for_statistics, open_data
     from .models import create_model
-    from .train.checkpoint import load_weights_into, save_weights, write_json
-    from .train.loop import TrainConfig
+    from .train.checkpoint import load_weights_into, save_weights
+    from .train.engine import Engine
     from .train.recipe import get_recipe
 
     source = load_source(spec, model)
     out = Path(out)
-    if (out / "model.safetensors").exists():
+    run = Run(out)
+    if run.weights_file.exists():
         raise ResnetlabError(f"{out} already holds a run; choose another --out")
     splits = open_data(data, data_dir=data_dir)
     c = splits.train.shape[0]
@@ -283,12 +284,10 @@ def import_run(spec: str, out: str | Path, data: str, normalize: str = "imagenet
     cfg = TrainConfig(model=source.model, data=data, out=str(out), recipe=recipe,
                       model_options=source.options, data_dir=data_dir)
     normalizer = Normalizer.fit(images_for_statistics(splits.train), normalize)
-    save_weights(out / "preprocess.safetensors", normalizer)
-    save_weights(out / "model.safetensors", net, {"model": source.model, "imported_from": spec})
-    write_json(out / "config.json", {
-        "config": cfg.to_dict(), "engine": {"device": "cpu", "precision": "fp32"},
-        "classes": splits.classes, "input_size": list(splits.train.shape),
-        "stored_size": list(splits.train.shape), "num_classes": num_classes, "data_source": splits.source,
-        "imported_from": spec, "description": source.description,
-    })
+    save_weights(run.preprocess_file, normalizer)
+    save_weights(run.weights_file, net, {"model": source.model, "imported_from": spec})
+    run.save_record(RunRecord(
+        config=cfg, engine=Engine(device="cpu", precision="fp32"), classes=splits.classes,
+        input_size=splits.train.shape, stored_size=splits.train.shape, num_classes=num_classes,
+        data_source=splits.source, imported_from=spec, description=source.description))
     return out

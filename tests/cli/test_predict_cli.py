@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from resnetlab.cli import main
-from resnetlab.data.folders import decode_image
+from resnetlab.data.decode import decode_image
 from resnetlab.predict import load_run
 
 

@@ -49,7 +49,7 @@ def test_bad_train_flags_are_one_error_line(tmp_path, data_dir, capsys, argv, me
 
 
 def test_missing_data_set_is_one_error_line(tmp_path, capsys, monkeypatch):
-    import resnetlab.data.sources as sources
+    import resnetlab.data.known as sources
 
     def offline(url, dest):
         raise OSError("network unreachable")
@@ -67,6 +67,37 @@ def test_missing_data_set_is_one_error_line(tmp_path, capsys, monkeypatch):
 def test_resume_of_a_non_run_folder(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_resume_refuses_flags_that_would_change_the_run(tmp_path, capsys):
+    # A flag that changes what the run computes is named, not silently dropped; launch and display
+    # flags are taken (checked before the folder is read, so a bare folder is enough here).
+    assert main(["train", "--resume", str(tmp_path), "--lr", "0.5", "--epochs=3", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr, --epochs cannot be given with it" in err[0]
+    assert main(["train", "--resume", str(tmp_path), "--no-progress", "--json"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_every_recipe_field_is_a_flag():
+    import dataclasses
+
+    from resnetlab.cli import build_parser
+    from resnetlab.train.recipe import Recipe
+
+    p = build_parser()
+    args = p.parse_args(["train", "--model", "resnet8", "--data", "x", "--gamma", "0.2", "--eval-view",
+                         "ten-crop", "--warmup-lr", "0.01", "--no-nesterov", "--milestones", "0.3", "0.6"])
+    from resnetlab.cli.flags import recipe_overrides
+
+    assert recipe_overrides(args) == {"gamma": 0.2, "eval_view": "ten-crop", "warmup_lr": 0.01,
+                                      "nesterov": False, "milestones": [0.3, 0.6]}
+    helptext = p._subparsers._group_actions[0].choices["train"].format_help()
+    for f in dataclasses.fields(Recipe):
+        if f.name != "name":
+            assert "--" + f.name.replace("_", "-") in helptext, f.name
+    with pytest.raises(SystemExit):   # allowed values come from the field: argparse refuses others
+        p.parse_args(["train", "--eval-view", "nine-crop"])
 
 
 def test_seeds_train_one_folder_each_then_reuse_and_resume(tmp_path, data_dir, capsys):

@@ -12,7 +12,7 @@ import torch
 from fakedata import CIFAR10_NAMES, image_bytes, tar_folder, write_class_folder, write_image
 from PIL import Image
 
-from resnetlab.data import decode_image, folders, load_dataset, scan_image_folder, sources
+from resnetlab.data import decode_image, folders, load_dataset, scan_image_folder
 from resnetlab.errors import ResnetlabError
 
 CIFAR_JPEG = Path("/work/shared/data/cifar10-jpeg.tar.gz")
@@ -223,7 +223,7 @@ def test_archive_cache_skips_even_the_listing(tmp_path, monkeypatch):
     write_class_folder(tmp_path / "src", {"a": 2, "b": 2})
     archive = tar_folder(tmp_path / "src", tmp_path / "set.tar.gz", "set")
     first = load_dataset(archive, data_dir=tmp_path / "c", split_fraction=0.5)
-    monkeypatch.setattr(sources, "scan_image_folder", lambda *a, **k: pytest.fail("archive listed again"))
+    monkeypatch.setattr(folders, "scan_image_folder", lambda *a, **k: pytest.fail("archive listed again"))
     second = load_dataset(archive, data_dir=tmp_path / "c", split_fraction=0.5)
     assert torch.equal(first.train.images, second.train.images)
 
@@ -240,7 +240,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
 
 def test_unwritable_cache_is_skipped(tmp_path, monkeypatch):
     write_class_folder(tmp_path / "set", {"a": 2, "b": 2})
-    monkeypatch.setattr(sources, "_first_writable", lambda roots: None)
+    monkeypatch.setattr(folders, "first_writable", lambda roots: None)
     assert len(load_dataset(tmp_path / "set", data_dir=tmp_path / "c").train) == 2
     assert not (tmp_path / "c").exists()
 

@@ -277,7 +277,7 @@ def test_zoo_trains_a_diverging_model_again_at_a_tenth_of_the_lr(spec, monkeypat
 
 
 def test_cifar10_is_recognised_by_name_or_by_its_classes():
-    from resnetlab.data.sources import DataSplits
+    from resnetlab.data.splits import DataSplits
     from resnetlab.experiments.common import CIFAR10_CLASSES, is_cifar10
     folder = DataSplits("/data/cifar10-jpeg.tar.gz", None, None, list(CIFAR10_CLASSES), "folder")
     assert is_cifar10(folder) and is_cifar10(DataSplits("cifar10", None, None, [], "batches"))

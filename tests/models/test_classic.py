@@ -11,7 +11,8 @@ import torchvision
 
 import resnetlab
 from resnetlab import ResnetlabError, create_model, list_models, summarize
-from resnetlab.models.classic import AUX_WEIGHT, GoogLeNetOutputs, classic_loss, main_logits
+from resnetlab.models import loss_and_logits
+from resnetlab.models.googlenet import AUX_WEIGHT, GoogLeNetOutputs
 from resnetlab.models.registry import get_entry
 
 VGGS = [f"vgg{d}{bn}" for bn in ("", "_bn") for d in (11, 13, 16, 19)]
@@ -168,8 +169,9 @@ def test_small_input_forward_and_backward(name):
     # Training step on 28x28 gray (Fashion-MNIST); evaluation forward on 32x32 RGB (CIFAR-10).
     model = create_model(name, num_classes=10, in_channels=1).train()
     out = model(torch.randn(2, 1, 28, 28))
-    assert main_logits(out).shape == (2, 10)
-    classic_loss(out, torch.tensor([3, 7])).backward()
+    loss, logits = loss_and_logits(model, out, torch.tensor([3, 7]))
+    assert logits.shape == (2, 10)
+    loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
     model = create_model(name, num_classes=10, in_channels=3).eval()
@@ -192,16 +194,23 @@ def test_googlenet_returns_aux_outputs_in_training_mode_only():
     assert no_aux.aux1 is None and no_aux(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)
 
 
-def test_classic_loss_weighs_aux_heads_by_0_3():
+def test_googlenet_training_loss_weighs_aux_heads_by_0_3():
     y = torch.tensor([0, 2])
     logits, aux2, aux1 = torch.randn(3, 2, 5).unbind(0)
-    assert torch.equal(classic_loss(logits, y), F.cross_entropy(logits, y))
+    goog = meta_model("googlenet_small", num_classes=5)
+    plain = meta_model("resnet20", num_classes=5)
+    loss, scored = loss_and_logits(plain, logits, y)
+    assert torch.equal(loss, F.cross_entropy(logits, y)) and scored is logits
     want = F.cross_entropy(logits, y) + 0.3 * (F.cross_entropy(aux2, y) + F.cross_entropy(aux1, y))
     assert AUX_WEIGHT == 0.3
-    assert torch.allclose(classic_loss(GoogLeNetOutputs(logits, aux2, aux1), y), want)
-    smoothed = classic_loss(GoogLeNetOutputs(logits, aux2, aux1), y,
-                            lambda o, t: F.cross_entropy(o.float(), t, label_smoothing=0.1))
-    assert smoothed.shape == () and main_logits(GoogLeNetOutputs(logits, aux2, aux1)) is logits
+    # Wrapped as the loop wraps it (torch.compile keeps the net as _orig_mod): the method still found.
+    wrapped = torch.nn.Module()
+    wrapped._orig_mod = goog
+    loss, scored = loss_and_logits(wrapped, GoogLeNetOutputs(logits, aux2, aux1), y)
+    assert torch.allclose(loss, want) and scored is logits
+    smoothed, _ = loss_and_logits(goog, GoogLeNetOutputs(logits, aux2, aux1), y,
+                                  lambda o, t: F.cross_entropy(o.float(), t, label_smoothing=0.1))
+    assert smoothed.shape == ()
 
 
 def test_lenet5_pads_28px_to_32px_and_rejects_larger():
@@ -214,7 +223,7 @@ def test_lenet5_pads_28px_to_32px_and_rejects_larger():
 
 
 def test_small_input_is_chosen_by_name_not_by_option():
-    with pytest.raises(ResnetlabError, match="bad option"):
+    with pytest.raises(ResnetlabError, match="has no option"):
         create_model("vgg16", small_input=True)
-    with pytest.raises(ResnetlabError, match="bad option"):
+    with pytest.raises(ResnetlabError, match="has no option"):
         create_model("alexnet_small", small_input=False)

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from resnetlab import ResnetlabError, register_model
 from resnetlab.train.checkpoint import list_checkpoints
-from resnetlab.train.loop import Diverged, TrainConfig, train
+from resnetlab.train.loop import Diverged, TrainConfig, resume, train
 from resnetlab.train.recipe import get_recipe
 
 # Fixed engine flags: no timing probe in tests (it is exercised in test_engine.py).
@@ -93,7 +93,12 @@ class _NaNAfter(torch.nn.Module):
         return out * math.nan if self.calls > self.after else out
 
 
-register_model(_NaNAfter, name="test_nan_after_10", family="classic", default_classes=4)
+@register_model(family="classic", default_classes=4)
+def test_nan_after_10(num_classes=4, in_channels=1):
+    return _NaNAfter(num_classes, in_channels, after=10)
+
+
+test_nan_after_10.__test__ = False   # a model builder, not a test for pytest to collect
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
@@ -133,7 +138,7 @@ def test_interrupted_run_resumes_to_identical_weights_in_process(tmp_path, data_
     if other_threads:   # resumed by a process with another thread count: the run's own is used
         torch.set_num_threads(1 if threads > 1 else 2)
     try:
-        train(str(part), resume=True, progress=False)
+        resume(str(part), progress=False)
         assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(threads)
@@ -148,11 +153,11 @@ def test_interrupted_run_resumes_to_identical_weights_in_process(tmp_path, data_
 
 def test_resume_of_a_folder_without_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(ResnetlabError, match="not a run folder"):
-        train(str(tmp_path), resume=True, progress=False)
+        resume(str(tmp_path), progress=False)
 
 
 def test_train_eval_sample_is_the_error_on_fixed_unaugmented_training_images(tmp_path, data_dir):
-    from resnetlab.data.sources import ImageSet
+    from resnetlab.data.splits import ImageSet
     from resnetlab.train.evaluate import evaluate_run
     from resnetlab.train.loop import train_eval_sample
 

@@ -88,12 +88,12 @@ def test_plots_draw_into_files_and_bytes(tmp_path):
 
 def test_prepare_image_matches_the_runs_channels_size_and_view(tmp_path):
     """Any mode and size becomes the run's C x H x W; a centre-crop eval view cuts the stored size."""
-    from resnetlab.data.folders import decode_image
+    from resnetlab.data.decode import decode_image
     from resnetlab.predict import TrainedRun
 
     def run(stored, view, crop, mean, std):
         return TrainedRun(model=None, classes=[], stored_size=stored, input_size=stored, view=view, crop=crop,
-                          normalizer=Normalizer(mean, std), run_dir=tmp_path, source=tmp_path, config={})
+                          normalizer=Normalizer(mean, std), run_dir=tmp_path, source=tmp_path, record=None)
 
     rgb = run((3, 16, 16), "center", 12, torch.full((3, 1, 1), 0.5), torch.full((3, 1, 1), 0.25))
     for mode in ("L", "RGB", "RGBA", "P"):

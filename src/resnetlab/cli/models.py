@@ -7,6 +7,7 @@ import json
 import torch
 
 from ..models import conv_output_size, count_params, create_model, get_entry, list_models, summarize
+from ..models.blocks import SHORTCUTS
 
 
 def add_commands(sub) -> None:
@@ -20,7 +21,7 @@ def add_commands(sub) -> None:
     p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"),
                    help="input size (default: the model's native size)")
     p.add_argument("--num-classes", type=int, help="classifier outputs (default: the family's)")
-    p.add_argument("--shortcut", choices=["A", "B", "C"], help="shortcut option where dimensions grow")
+    p.add_argument("--shortcut", choices=SHORTCUTS, help="shortcut option where dimensions grow")
     p.add_argument("--stride-in-1x1", action="store_true",
                    help="bottleneck stride on the first 1x1 as in the paper (default: on the 3x3, v1.5)")
     p.add_argument("--json", action="store_true", help="print JSON (keys params, mult_adds, rows, ...)")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from ..errors import ResnetlabError
 from ..experiments import BUDGET_SAMPLE, BUDGET_SEEDS, BUDGETS, EXPERIMENTS, ExperimentSpec
-from ..train.recipe import PRECISIONS
+from .flags import add_recipe_flags, recipe_overrides
 from .train import seed_list
+
+ENGINE_FIELDS = ("precision", "channels_last", "compile")
 
 
 def add_commands(sub) -> None:
@@ -21,9 +23,7 @@ def add_commands(sub) -> None:
     p.add_argument("--data-dir")
     p.add_argument("--budget", default="quick", choices=sorted(BUDGETS),
                    help="quick: minutes (the demo); full: the committed results (hours on a CPU)")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, help="override the budget's length in epochs")
-    length.add_argument("--iterations", type=int, help="override the budget's length in iterations")
+    add_recipe_flags(p, only=("epochs", "iterations"))   # the budget's length, overridden
     p.add_argument("--depths", type=int, nargs="+", help="depths 6n+2 (degradation/responses default "
                    "20 56; depth default 20 32 44 56 110)")
     p.add_argument("--depth", type=int, default=20, help="shortcuts: the depth to compare A/B/C at")
@@ -42,9 +42,7 @@ def add_commands(sub) -> None:
                         "training error of tables and verdicts (default: quick 2000, full 10000; 0: the "
                         "running error on augmented batches)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", *PRECISIONS])
-    p.add_argument("--channels-last", choices=["auto", "on", "off"])
-    p.add_argument("--compile", choices=["auto", "on", "off"])
+    add_recipe_flags(p, only=ENGINE_FIELDS)
     p.add_argument("--out", help="output folder (default: results/EXPERIMENT-DATA-BUDGET)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_reproduce)
@@ -54,8 +52,7 @@ def cmd_reproduce(args) -> int:
     if args.jobs < 1:
         raise ResnetlabError(f"--jobs must be 1 or more, got {args.jobs}")
     out = Path(args.out or f"results/{args.experiment}-{Path(args.data).name.split('.')[0]}-{args.budget}")
-    engine = {k: v for k, v in (("precision", args.precision), ("channels_last", args.channels_last),
-                                ("compile", args.compile)) if v}
+    engine = recipe_overrides(args, only=ENGINE_FIELDS)
     recipe = args.recipe or ("fast" if args.experiment in ("transfer", "zoo") else "paper-cifar-warmup")
     spec = ExperimentSpec(data=args.data, out=out, budget=args.budget, recipe=recipe,
                           epochs=args.epochs, iterations=args.iterations, data_dir=args.data_dir,

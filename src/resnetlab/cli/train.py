@@ -7,22 +7,11 @@ import json
 import os
 from pathlib import Path
 
+from ..data.augment import NORMALIZATIONS
 from ..errors import ResnetlabError
-from ..train.recipe import PRECISIONS, RECIPES, SCHEDULES, get_recipe
-
-# Recipe fields a flag may override: flag -> (field, type, help)
-_RECIPE_FLAGS = {
-    "--batch-size": ("batch_size", int, "images per step (global, over all processes)"),
-    "--lr": ("lr", float, "peak learning rate"),
-    "--momentum": ("momentum", float, None),
-    "--weight-decay": ("weight_decay", float, None),
-    "--label-smoothing": ("label_smoothing", float, None),
-    "--warmup": ("warmup", float, "fraction of the run with a linear lr ramp up to --lr (not plateau)"),
-    "--pad": ("pad", int, "pixels of zero padding before the random crop"),
-    "--crop-size": ("crop_size", int, "training crop / evaluation size (large images)"),
-    "--val-split": ("val_split", int, "training images held out for validation (paper: 5000)"),
-    "--eval-every": ("eval_every", float, "epochs between test-set evaluations"),
-}
+from ..models.blocks import SHORTCUTS
+from ..train.recipe import RECIPES, get_recipe
+from .flags import add_recipe_flags, recipe_overrides
 
 
 def add_commands(sub) -> None:
@@ -30,9 +19,11 @@ def add_commands(sub) -> None:
                        description="Train a registered model on a data set. Every run writes one "
                                    "folder (config.json, metrics.jsonl, checkpoints, model.safetensors).")
     p.add_argument("--model", help="model name (see `resnetlab models`)")
-    p.add_argument("--shortcut", choices=["A", "B", "C"], help="shortcut option (model default otherwise)")
+    p.add_argument("--shortcut", choices=SHORTCUTS, help="shortcut option (model default otherwise)")
     p.add_argument("--zero-init-residual", action="store_true")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last "
+                   "checkpoint, with its saved set-up (only --nproc, --nnodes, --node-rank, --rdzv-endpoint, "
+                   "--no-progress and --json may be given with it)")
     _add_training_flags(p)
     p.set_defaults(run=cmd_train)
 
@@ -57,7 +48,7 @@ def add_commands(sub) -> None:
     p.add_argument("--data", required=True, help="the data set the weights classify (class names, size)")
     p.add_argument("--data-dir")
     p.add_argument("--model", help="architecture (default: read off the weights)")
-    p.add_argument("--normalize", default="imagenet", choices=["imagenet", "channel", "pixel-mean", "none"],
+    p.add_argument("--normalize", default="imagenet", choices=NORMALIZATIONS,
                    help="the input normalisation the weights were trained with (default: imagenet)")
     p.add_argument("--out", required=True, help="the run folder to write")
     p.set_defaults(run=cmd_import)
@@ -79,20 +70,9 @@ def _add_training_flags(p) -> None:
     p.add_argument("--data-dir", help="where to look for data sets first")
     p.add_argument("--classes", type=int, nargs="+", help="train on these class indices only")
     p.add_argument("--per-class", type=int, help="at most N training images per class")
-    p.add_argument("--recipe", default="fast", choices=sorted(RECIPES), help="named recipe (default: fast)")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, help="run length in epochs")
-    length.add_argument("--iterations", type=int, help="run length in iterations (steps)")
-    for flag, (_, typ, hlp) in _RECIPE_FLAGS.items():
-        p.add_argument(flag, type=typ, help=hlp)
-    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--milestones", type=float, nargs="+", help="step schedule: fractions of the run")
-    p.add_argument("--augment", choices=["none", "flip", "pad-crop", "pad-crop-flip", "scale-crop-flip"])
-    p.add_argument("--normalize", choices=["channel", "pixel-mean", "imagenet", "none"])
-    p.add_argument("--precision", choices=["auto", *PRECISIONS], help="default: probe the machine")
-    p.add_argument("--channels-last", choices=["auto", "on", "off"])
-    p.add_argument("--compile", choices=["auto", "on", "off"])
+    p.add_argument("--recipe", default="fast", choices=sorted(RECIPES), help="named recipe (default: fast); "
+                   "every recipe field below overrides it")
+    add_recipe_flags(p.add_argument_group("recipe fields (default: the named recipe's)"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="several seeds: N (seeds --seed .. "
                    "--seed+N-1) or a list of two or more; one run folder OUT/seed-S each (a finished one is "
@@ -128,14 +108,8 @@ def _add_training_flags(p) -> None:
 def _config_from_args(args, model: str, options: dict, **extra):
     from ..train.loop import TrainConfig
 
-    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in
-                 _RECIPE_FLAGS.items()}
-    overrides.update(epochs=args.epochs, iterations=args.iterations, nesterov=args.nesterov,
-                     schedule=args.schedule, milestones=args.milestones, augment=args.augment,
-                     normalize=args.normalize, precision=args.precision,
-                     channels_last=args.channels_last, compile=args.compile)
     return TrainConfig(model=model, data=args.data, out=_out_dir(args, model),
-                       recipe=get_recipe(args.recipe, **overrides), model_options=options,
+                       recipe=get_recipe(args.recipe, **recipe_overrides(args)), model_options=options,
                        data_dir=args.data_dir, seed=args.seed, device=args.device,
                        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                        train_subset=args.train_subset, train_eval_sample=args.train_eval_sample,
@@ -170,18 +144,20 @@ def cmd_train(args) -> int:
 def _train_and_report(args, config) -> int:
     """Relaunch under torchrun when --nproc asks for it; else resume or train a new `config()`."""
     from ..train.distributed import launched_by_torchrun, shutdown
-    from ..train.loop import train
+    from ..train.loop import resume, train
 
     _check_launch_flags(args)
+    if args.resume:
+        if args.seeds:
+            raise ResnetlabError("--seeds and --resume do not go together: run the same --seeds command "
+                                 "again, and it resumes every unfinished seed")
+        _check_resume_flags(args.argv)
     if args.nproc * args.nnodes > 1 and not launched_by_torchrun():
         return _relaunch_with_torchrun(args)
     if args.seeds:
-        if args.resume:
-            raise ResnetlabError("--seeds and --resume do not go together: run the same --seeds command "
-                                 "again, and it resumes every unfinished seed")
         summary = _train_seeds(args, config())
     elif args.resume:
-        summary = train(args.resume, resume=True, progress=not args.no_progress)
+        summary = resume(args.resume, progress=not args.no_progress)
     else:
         summary = train(config(), progress=not args.no_progress)
     shutdown()   # on success only: tearing down a group whose peer died can hang (NCCL)
@@ -253,6 +229,18 @@ def _out_dir(args, model: str | None = None) -> str:
 
 
 _LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint")
+# What may be given with --resume: how the run is launched and shown, never what it computes (the
+# saved config.json decides that, device and engine included, so the arithmetic stays the same).
+RESUME_FLAGS = ("--resume", *_LAUNCH_FLAGS, "--no-progress", "--json")
+
+
+def _check_resume_flags(argv: list[str]) -> None:
+    given = [a.split("=")[0] for a in argv if a.startswith("--")]
+    other = [f for f in dict.fromkeys(given) if f not in RESUME_FLAGS]
+    if other:
+        raise ResnetlabError(f"--resume continues a run exactly as it was set up, so {', '.join(other)} "
+                             f"cannot be given with it (only {', '.join(RESUME_FLAGS[1:])} can); to "
+                             "change the set-up, train a new run with another --out")
 
 
 def _check_launch_flags(args) -> None:

@@ -131,6 +131,16 @@ def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(crops)
 
 
+def crop_mean(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """The per-image mean of scores for k crops of n images given crop-major (k x n rows, the layout
+    of ten_crop(...).flatten(0, 1)); n rows (one view per image) pass through unchanged. The one
+    place multi-crop scores are averaged: evaluation, the report and predict all call it."""
+    return scores.view(-1, n, scores.shape[-1]).mean(0) if scores.shape[0] != n else scores
+
+
+NORMALIZATIONS = ("channel", "pixel-mean", "imagenet", "none")
+
+
 class Normalizer(torch.nn.Module):
     """uint8 -> float, then (x - mean) / std. `mean` is per channel (C x 1 x 1) or per pixel
     (C x H x W, the paper's "per-pixel mean subtracted"); std 1 leaves the scale alone."""
@@ -166,7 +176,7 @@ class Normalizer(torch.nn.Module):
             return cls(pixel_mean, torch.ones(c, 1, 1))
         if kind in ("channel", "imagenet"):
             return cls(channel_mean.view(c, 1, 1), channel_std.clamp_min(1e-3).view(c, 1, 1))
-        raise ValueError(f"normalize must be channel, pixel-mean, imagenet or none, got {kind!r}")
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {kind!r}")
 
 
 def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:

@@ -1,7 +1,7 @@
 """CIFAR-10/100 as the official python pickles, from their folder or read in place from the official
 .tar.gz, with an unpickler that can build numpy arrays and nothing else.
 
-Readers here return plain tensors; `sources` wraps them into ImageSets and knows where the files are.
+Readers here return plain tensors; `known` wraps them into ImageSets and knows where the files are.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ResnetlabError
-from .folders import read_tar_members
+from .archive import read_tar_members
 from .idx import check_label_range
 
 

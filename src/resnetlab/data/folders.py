@@ -1,36 +1,35 @@
 """Image-folder data sets: a folder (or a .tar/.tar.gz of one) with one sub-folder per class,
 optionally split into train/ and val/ (or test/).
 
-* decoding single images (`decode_image`) and fitting them to a square (`fit_square`);
-* `scan_image_folder`: an index of the images (a picklable `FolderIndex`), without decoding them;
-* `decode_index`: every image of an index decoded into uint8 tensors, unreadable ones skipped;
-* the decoded-folder cache (safetensors), so a folder is decoded once.
+* `scan_image_folder`: an index of the images (a picklable `FolderIndex`), without decoding them,
+  for a folder or a tar archive (read in place);
+* `decode_index`: every image of an index decoded (decode.py) into uint8 tensors, unreadable ones
+  skipped with a counted warning;
+* `load_folder`: the data set in memory, from the decoded-folder cache (cache.py) or decoded.
 
-Readers here return plain tensors; `sources` wraps them into ImageSets, and `stream` reads the same
-index lazily for folders too large for memory.
+`stream` reads the same index lazily for folders too large for memory.
 """
 
 from __future__ import annotations
 
-import functools
 import gzip
-import hashlib
-import io
-import json
 import logging
 import os
 import tarfile
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 import torch
 
 from ..errors import ResnetlabError
-from .idx import check_label_range
+from .archive import is_archive, normalize_member, tar_error
+from .cache import cache_key, load_cache, save_cache
+from .decode import decode_image, fit_square
+from .known import KNOWN_DATASETS, first_writable, user_roots
+from .splits import DataSplits, ImageSet
 
 log = logging.getLogger(__name__)
 
@@ -41,163 +40,6 @@ TEST_DIR_NAMES = ("val", "valid", "validation", "test")  # first one present is 
 _CACHE_VERSION = 1  # bump when the cached tensors would come out differently
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # uint8 images N x C x H x W, int64 labels N
-
-
-# --------------------------------------------------------------------------------------------------
-# Decoding single images
-
-
-def _sniff(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8"):
-        return "jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-@functools.cache
-def _torchvision_io():
-    try:
-        from torchvision.io import ImageReadMode, decode_image
-    except ImportError:  # torchvision 0.29 deprecates these; PIL takes over once they are gone
-        return None
-    return decode_image, ImageReadMode
-
-
-def _decode_torchvision(data: bytes, fmt: str) -> torch.Tensor | None:
-    """Decode with torchvision's libjpeg/libpng/... bindings; None where torchvision has none."""
-    if _torchvision_io() is None:
-        return None
-    tv_decode, ImageReadMode = _torchvision_io()
-
-    def run(mode):
-        with warnings.catch_warnings():  # the deprecation notice would fire once per image
-            warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchVision",
-                                    DeprecationWarning)
-            return tv_decode(buffer, mode=mode)
-
-    buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    mode = ImageReadMode.UNCHANGED
-    if fmt == "png" and len(data) > 25 and data[25] == 3:
-        mode = ImageReadMode.RGB  # palette PNG: UNCHANGED would return the palette indices
-    image = run(mode)
-    if image.ndim == 4:  # animated GIF: keep the first frame
-        image = image[0]
-    if fmt == "jpeg" and image.shape[0] == 4:  # CMYK JPEG: let libjpeg convert, not "drop alpha"
-        image = run(ImageReadMode.RGB)
-    if image.dtype == torch.uint16:  # 16-bit PNG
-        image = (image.to(torch.int32) >> 8).to(torch.uint8)
-    return image
-
-
-_PIL_GRAY_MODES = {"1", "L", "LA", "La", "I", "F"}
-
-
-def _decode_pil(data: bytes) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        if im.mode.startswith("I;16"):  # 16-bit grayscale: keep the high byte, as for 16-bit PNG
-            array = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
-        elif im.mode in _PIL_GRAY_MODES:
-            array = np.asarray(im.convert("L"))
-        else:  # RGB, RGBA, palette, CMYK, YCbCr, ...
-            array = np.asarray(im.convert("RGB"))
-    tensor = torch.from_numpy(array.copy())
-    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
-
-
-def decode_image(data: bytes, name: str = "") -> torch.Tensor:
-    """Encoded image bytes as uint8 C x H x W: C=1 for grayscale sources, else 3 (alpha dropped,
-    palettes expanded). torchvision decodes JPEG/PNG/GIF/WEBP; PIL the rest and what torchvision rejects."""
-    fmt = _sniff(data)
-    image = None
-    if fmt is not None:
-        try:
-            image = _decode_torchvision(data, fmt)
-        except (RuntimeError, ValueError):
-            image = None  # e.g. an unusual PNG/JPEG variant: PIL may still read it
-    if image is None:
-        try:
-            image = _decode_pil(data)
-        except Exception as e:  # PIL raises many different types for a broken file
-            raise ResnetlabError(f"{name or 'image'}: cannot decode ({type(e).__name__}: {e})") from None
-    if image.shape[0] == 2:  # gray + alpha
-        image = image[:1]
-    elif image.shape[0] == 4:  # RGBA
-        image = image[:3]
-    return image.contiguous()
-
-
-def probe_image(source: bytes | io.BufferedIOBase, name: str = "") -> tuple[int, int, int]:
-    """(C, H, W) that `decode_image` gives for these bytes (or this binary file), from the header
-    alone: cheap, and catches files that are not images at all (not damage further into a file).
-
-    Mirrors decode_image's rules: torchvision decodes GIF and WEBP as RGB; otherwise grayscale modes
-    (1, L, LA, I, F, 16-bit) give one channel, everything else three.
-    """
-    from PIL import Image
-
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
-    try:
-        head = stream.read(16)
-        stream.seek(0)
-        fmt = _sniff(head)
-        with Image.open(stream) as im:
-            mode, (width, height) = im.mode, im.size
-    except Exception as e:  # PIL raises many different types for a broken file
-        raise ResnetlabError(f"{name or 'image'}: cannot decode ({type(e).__name__}: {e})") from None
-    if fmt in ("gif", "webp") and _torchvision_io() is not None:
-        channels = 3
-    else:
-        channels = 1 if mode.startswith("I;16") or mode in _PIL_GRAY_MODES else 3
-    return channels, height, width
-
-
-def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the shorter side to `size` and centre-crop a square (single image or batch)."""
-    if image.shape[-2:] == (size, size):
-        return image
-    from torchvision.transforms.v2 import functional as F
-
-    image = F.resize(image, [size], antialias=True)
-    return F.center_crop(image, [size, size]).contiguous()
-
-
-# --------------------------------------------------------------------------------------------------
-# Tar archives
-
-
-def normalize_member(name: str) -> str:
-    """A tar member name without "./", empty parts ("test//x") or trailing slashes."""
-    return "/".join(p for p in name.split("/") if p not in ("", "."))
-
-
-def is_archive(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith((".tar", ".tar.gz", ".tgz"))
-
-
-def tar_error(path: Path, e: Exception) -> ResnetlabError:
-    return ResnetlabError(f"{path}: damaged or unreadable archive ({type(e).__name__}: {e}); delete it "
-                          f"and download it again")
-
-
-def read_tar_members(path: Path, wanted: set[str]) -> dict[str, bytes]:
-    """The bytes of the members named in `wanted` (normalized names), in one sequential pass."""
-    found = {}
-    try:
-        with tarfile.open(path, "r|*") as tar:  # streaming: a .tar.gz is decompressed once
-            for member in tar:
-                name = normalize_member(member.name)
-                if member.isfile() and name in wanted:
-                    found[name] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise tar_error(path, e) from None
-    return found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -458,79 +300,41 @@ def report_failures(failed: list[str], total: int, where: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# The decoded-folder cache
+# In memory: the cache, or the images themselves
 
 
-def cache_key(path: Path, index: FolderIndex | None, image_size, split_fraction, seed) -> str:
-    """A hash of everything the decoded tensors depend on."""
-    if index is None:  # an archive: its size and mtime stand for its contents
-        st = path.stat()
-        contents: object = [st.st_size, st.st_mtime_ns]
+def folder_path(spec: str | Path) -> Path:
+    """The resolved path of a class-folder data set given as `spec`: a folder or an archive of one."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ResnetlabError(f"{spec}: no such folder or archive; give a known data set "
+                             f"({', '.join(KNOWN_DATASETS)}) or a folder of class sub-folders")
+    path = path.resolve()
+    if not path.is_dir() and not is_archive(path):
+        raise ResnetlabError(f"{path}: not a folder or a .tar/.tar.gz/.tgz archive of one; give a known "
+                             f"data set ({', '.join(KNOWN_DATASETS)}) or a folder of class sub-folders")
+    return path
+
+
+def load_folder(spec, data_dir=None, image_size: int | None = None, split_fraction: float = 0.1,
+                seed: int = 0) -> DataSplits:
+    """A class-folder data set in memory: from the decoded-folder cache, else decoded (and cached)."""
+    path = folder_path(spec)
+    # An archive's key needs only a stat, so a cached archive is never even listed.
+    index = None if is_archive(path) else scan_image_folder(path, split_fraction, seed)
+    files = None if index is None else [k for k, _ in index.train + index.test]
+    key = cache_key(path, files, image_size, split_fraction, seed)
+    roots = user_roots(data_dir)
+    cached = load_cache(key, roots)
+    if cached is not None:
+        log.info("loaded %s from the decoded-image cache", path)
+        train, test, classes = cached
     else:
-        contents = []
-        for key, _ in index.train + index.test:
-            st = os.stat(key)
-            contents.append([key, st.st_size, st.st_mtime_ns])
-    blob = json.dumps({"version": _CACHE_VERSION, "path": str(path), "contents": contents,
-                       "image_size": image_size, "split": [split_fraction, seed]})
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+        index = index or scan_image_folder(path, split_fraction, seed)
+        train, test = decode_index(index, image_size, str(path))
+        classes = list(index.classes)
+        save_cache(key, first_writable(roots), train, test, classes, str(path))
+    return DataSplits(str(spec), ImageSet(*train, list(classes)), ImageSet(*test, list(classes)),
+                      list(classes), str(path))
 
 
-def _cache_files(key: str, root: Path) -> tuple[Path, Path]:
-    folder = root / "folders"
-    return folder / f"{key}.safetensors", folder / f"{key}.json"
-
-
-def _check_cached(images: torch.Tensor, labels: torch.Tensor) -> None:
-    if images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError(f"images are {images.dtype} {tuple(images.shape)}, not uint8 N x C x H x W")
-    if labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
-        raise ValueError(f"labels are {labels.dtype} {tuple(labels.shape)} for {len(images)} images")
-
-
-def load_cache(key: str, roots: Iterable[Path]) -> tuple[Pair, Pair, list[str]] | None:
-    """(train, test, classes) cached under `key` in the first of `roots` that has it, else None
-    (also when the cache is damaged: it is then logged and ignored)."""
-    root = next((r for r in roots if _cache_files(key, r)[0].is_file()), None)
-    if root is None:
-        return None
-    files = _cache_files(key, root)
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        classes = json.loads(files[1].read_text())["classes"]
-        # Read the bytes rather than mmap the file: the tensors then own their memory and cannot be
-        # disturbed by another process rewriting the cache.
-        tensors = load(files[0].read_bytes())
-        splits = tuple((tensors[f"{s}_images"], tensors[f"{s}_labels"]) for s in ("train", "test"))
-        for images, labels in splits:
-            _check_cached(images, labels)
-            check_label_range(labels, len(classes), files[0])
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError, ResnetlabError) as e:
-        log.warning("ignoring damaged cache %s (%s); decoding the images again", files[0], e)
-        return None
-    return splits[0], splits[1], list(classes)
-
-
-def save_cache(key: str, root: Path | None, train: Pair, test: Pair, classes: Sequence[str],
-               source: str) -> None:
-    """Cache decoded splits under `key` in `root` (a writable folder; None: do not cache)."""
-    if root is None:
-        return
-    files = _cache_files(key, root)
-    from safetensors.torch import save_file
-
-    tensors = {"train_images": train[0], "train_labels": train[1],
-               "test_images": test[0], "test_labels": test[1]}
-    meta = {"classes": list(classes), "source": source, "version": _CACHE_VERSION}
-    try:
-        files[0].parent.mkdir(parents=True, exist_ok=True)
-        # Write under temporary names, then rename: a crash never leaves a half-written cache behind.
-        for dest, write in ((files[1], lambda p: p.write_text(json.dumps(meta))),
-                            (files[0], lambda p: save_file(tensors, str(p)))):
-            tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-            write(tmp)
-            os.replace(tmp, dest)
-    except OSError as e:  # caching is an optimisation: never fail a load for it
-        log.info("not caching decoded images in %s: %s", files[0].parent, e)

@@ -1,6 +1,6 @@
 """IDX files, the format of MNIST and Fashion-MNIST: raw or gzipped, checked against their header.
 
-Readers here return plain tensors; `sources` wraps them into ImageSets and knows which files make
+Readers here return plain tensors; `known` wraps them into ImageSets and knows which files make
 which data set.
 """
 

@@ -38,17 +38,10 @@ import torch
 
 from ..errors import ResnetlabError
 from .augment import Normalizer
-from .folders import (
-    DEFAULT_IMAGE_SIZE,
-    FolderIndex,
-    decode_image,
-    fit_square,
-    probe_image,
-    report_failures,
-    scan_image_folder,
-)
+from .decode import decode_image, fit_square, probe_image
+from .folders import DEFAULT_IMAGE_SIZE, FolderIndex, folder_path, report_failures, scan_image_folder
+from .known import KNOWN_DATASETS, canonical_name
 from .loader import BatchLoader, View
-from .sources import KNOWN_DATASETS, _canonical_name, folder_path, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +203,7 @@ def open_stream(spec, image_size: int | None = None, split_fraction: float = 0.1
     """
     if check not in CHECKS:
         raise ResnetlabError(f"check must be one of {', '.join(CHECKS)}, got {check!r}")
-    if not isinstance(spec, Path) and _canonical_name(str(spec)) is not None:
+    if not isinstance(spec, Path) and canonical_name(str(spec)) is not None:
         raise ResnetlabError(f"{spec} is a known data set ({', '.join(KNOWN_DATASETS)}); those fit in "
                              f"memory: load them with load_dataset, stream only image folders")
     path = folder_path(spec)
@@ -399,39 +392,3 @@ class StreamingLoader(BatchLoader):
         decoded = self._decoded([idx.tolist() for _, idx in plan])
         for (b, idx), x in zip(plan, decoded, strict=True):
             yield self.inputs(x, self.labels[idx], epoch, b)
-
-
-# --------------------------------------------------------------------------------------------------
-# What the trainer calls: the data of a run, and a loader for either kind of split
-
-STREAM_MODES = ("auto", "on", "off")
-
-
-def open_data(spec, data_dir=None, image_size: int | None = None, stream: str = "auto"):
-    """A run's data: DataSplits in memory when it fits (the known data sets always do), else
-    StreamSplits decoded batch by batch. stream="on"/"off" forces the choice for folders."""
-    if stream not in STREAM_MODES:
-        raise ResnetlabError(f"--stream must be one of {', '.join(STREAM_MODES)}, got {stream!r}")
-    known = not isinstance(spec, Path) and _canonical_name(str(spec)) is not None
-    if known or stream == "off":
-        return load_dataset(spec, data_dir=data_dir, image_size=image_size)
-    if stream == "on":
-        return open_stream(spec, image_size=image_size)
-    index = scan_image_folder(folder_path(spec))
-    if fits_in_memory(index, image_size):
-        return load_dataset(spec, data_dir=data_dir, image_size=image_size)
-    log.warning("%s does not fit in memory decoded: streaming it from disk", spec)
-    return open_stream(spec, image_size=image_size)
-
-
-def loader_for(split, batch_size: int, **kwargs) -> BatchLoader:
-    """A BatchLoader for an in-memory ImageSet, a StreamingLoader for a StreamSet."""
-    if isinstance(split, StreamSet):
-        return StreamingLoader(split, batch_size, **kwargs)
-    return BatchLoader(split.images, split.labels, batch_size, **kwargs)
-
-
-def images_for_statistics(split, n: int = 10_000) -> torch.Tensor:
-    """The images normalisation statistics are computed from: all of an in-memory split, a fixed
-    sample of `n` of a streamed one."""
-    return split.sample_images(n) if isinstance(split, StreamSet) else split.images

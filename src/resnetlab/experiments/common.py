@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from ..data.sources import DataSplits
-from ..data.stream import open_data
+from ..data.open import open_data
+from ..data.splits import DataSplits
 from ..errors import ResnetlabError
 from ..models import count_params, create_model
+from ..run import Run
 from ..stats import Difference, Summary, compare, summarize
 from ..train.checkpoint import write_json
-from ..train.evaluate import load_run_config
 from ..train.loop import TrainConfig, finish_run
 from ..train.metrics import read_metrics
 from ..train.recipe import Recipe, get_recipe
@@ -130,7 +130,7 @@ def _train_in_parallel(spec: ExperimentSpec, model: str, options: dict | None, n
     # Why: on 2 cores a small net's step does not keep two threads busy (small convolutions, Python
     # per step); two runs of one thread each do more steps per second between them (measured in
     # docs/RESULTS.md). A run records its thread count, so resuming it keeps its arithmetic.
-    todo = [s for s in spec.seeds if not (seed_dir(spec, name, s) / "summary.json").exists()]
+    todo = [s for s in spec.seeds if not Run(seed_dir(spec, name, s)).finished()]
     jobs = min(spec.jobs, len(todo))
     # Full rounds only: a run left over would train alone on 1/N of the threads, slower than with
     # all of them, so it is left to the caller's loop (this process, every thread).
@@ -244,21 +244,21 @@ class Seeds:
 
 
 def read_curves(run_dir: Path, name: str | None = None) -> RunCurves:
-    records = read_metrics(run_dir / "metrics.jsonl")
-    saved = load_run_config(run_dir)
-    cfg = saved["config"]
+    run = Run(run_dir)
+    records = read_metrics(run.metrics_file)
+    record = run.record()
+    cfg = record.config
     with torch.device("meta"):
-        params = count_params(create_model(cfg["model"], num_classes=saved["num_classes"],
-                                           in_channels=saved["input_size"][0], **cfg["model_options"]))
+        params = count_params(create_model(cfg.model, num_classes=record.num_classes,
+                                           in_channels=record.channels, **cfg.model_options))
     trains = [r for r in records if r["kind"] == "train"]
     evals = [r for r in records if r["kind"] == "eval"]
-    summary_file = run_dir / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    summary = run.summary() or {}
     sample = [r["train_sample_top1_error"] for r in evals if "train_sample_top1_error" in r]
     return RunCurves(name or run_dir.name, run_dir, [r["step"] for r in trains],
                      [r["train_error"] for r in trains], [r["step"] for r in evals],
                      [r["test_top1_error"] for r in evals], params, summary,
-                     cfg.get("seed", 0), sample if len(sample) == len(evals) else [])
+                     cfg.seed, sample if len(sample) == len(evals) else [])
 
 
 def pct(x: float) -> str:

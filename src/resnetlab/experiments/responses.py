@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from ..data.loader import View
-from ..data.stream import loader_for
+from ..data.open import loader_for
+from ..run import load_trained
 from ..stats import compare, summarize
-from ..train.evaluate import load_trained
 from ..viz.curves import plot_responses
 from .common import ExperimentSpec, label, load_data, train_or_reuse, write_results
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from ..models.blocks import SHORTCUTS
 from .common import ExperimentSpec, Seeds, load_data, seeds_note, train_seeds, versus, write_results
 
 # Paper Table 3, ImageNet top-1 error (10-crop), ResNet-34 and plain-34.
@@ -15,7 +16,7 @@ def run(spec: ExperimentSpec, depth: int = 20) -> dict:
     started = time.time()
     data = load_data(spec)
     curves = {"plain": train_seeds(spec, f"plain{depth}", data=data)}
-    for opt in ("A", "B", "C"):
+    for opt in SHORTCUTS:
         # Option A is the CIFAR default: the same runs as the degradation experiment's resnets.
         options = {} if opt == "A" else {"shortcut": opt}
         curves[opt] = train_seeds(spec, f"resnet{depth}", options, data=data)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 
 from ..models import create_model, summarize
+from ..run import Run
 from ..stats import summarize as summarize_values
 from ..train.engine import choose_engine, resolve_device, time_steps
-from ..train.evaluate import load_run_config
 from ..train.loop import Diverged
 from .common import (
     ExperimentSpec,
@@ -50,9 +50,9 @@ def run(spec: ExperimentSpec, models: tuple[str, ...] = ZOO, seconds: float | No
             return create_model(name, num_classes=num_classes, in_channels=c)
 
         started_runs = [run for n in (_lower_lr_name(name, base.lr), name) for seed in spec.seeds
-                        if ((run := seed_dir(spec, n, seed)) / "config.json").exists()]
+                        if (run := Run(seed_dir(spec, n, seed))).exists()]
         if started_runs:   # a started run keeps the length it was given
-            iterations = load_run_config(started_runs[0])["config"]["recipe"]["iterations"]
+            iterations = started_runs[0].record().config.recipe.iterations
         else:
             engine = choose_engine(build, name, (c, h, w), base.batch_size, num_classes, device,
                                    base.precision, base.channels_last, "off")
@@ -66,7 +66,7 @@ def run(spec: ExperimentSpec, models: tuple[str, ...] = ZOO, seconds: float | No
         run_dirs = [_train_or_lower_lr(spec, name, data, recipe, seed) for seed in spec.seeds]
         seeds[name] = Seeds(name, [read_curves(r, name) for r in run_dirs])
         counts = summarize(build(), (c, h, w))
-        lrs = sorted({load_run_config(r)["config"]["recipe"]["lr"] for r in run_dirs}, reverse=True)
+        lrs = sorted({Run(r).record().config.recipe.lr for r in run_dirs}, reverse=True)
         rows[name] = {"params": counts.params, "mult_adds": counts.mult_adds, "iterations": iterations,
                       "lr": lrs[0] if len(lrs) == 1 else lrs,
                       "epochs": iterations * base.batch_size / len(data.train),

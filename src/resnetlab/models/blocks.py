@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ResnetlabError
+
 SHORTCUTS = ("A", "B", "C")
 
 
@@ -51,7 +53,7 @@ def make_shortcut(kind: str, cin: int, cout: int, stride: int, residual: bool) -
     C: 1x1 projection on every shortcut.
     """
     if kind not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {kind!r}")
+        raise ResnetlabError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {kind!r}")
     if not residual:
         return None
     grows = stride != 1 or cin != cout
@@ -68,7 +70,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, shortcut: str = "B",
-                 residual: bool = True, stride_in_1x1: bool = False):
+                 residual: bool = True):
         super().__init__()
         self.residual = residual
         self.conv1 = conv3x3(inplanes, planes, stride)
@@ -143,3 +145,17 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
                 nn.init.zeros_(m.bn3.weight)
             elif isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
+
+
+def init_relu_net(model: nn.Module) -> None:
+    """torchvision's VGG init: He normal (fan-out) for convs, as they feed ReLUs; N(0, 0.01) for fc
+    layers; BN as the identity; zero biases. (AlexNet, VGG, GoogLeNet.)"""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and m.bias is not None:
+            nn.init.zeros_(m.bias)

@@ -6,7 +6,10 @@
     create_model("resnet20", num_classes=10, in_channels=1)
     list_models()
 
-CIFAR-family names exist for every depth 6n+2 (`resnet8`, `plain14`, ...), resolved on demand.
+Every public name has its own decorated builder (`def resnet50`, `def vgg16_bn_small`, ...), so a
+name can be grepped and imported. CIFAR-family names also exist for every other depth 6n+2
+(`resnet8`, `plain14`, ...): cifar.py registers a resolver for them. Options are checked against
+the builder before it runs: its named parameters plus the `options` it passes on to its class.
 Where a depth is also an ImageNet depth (50, 152) the short name is the ImageNet net; the
 CIFAR one is `cifar_resnet50` / `cifar_plain50`.
 """
@@ -14,6 +17,7 @@ CIFAR one is `cifar_resnet50` / `cifar_plain50`.
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,45 +34,44 @@ class ModelEntry:
     family: str              # "imagenet", "cifar" or "classic"
     default_classes: int
     input_size: tuple[int, int, int]   # the native (C, H, W)
+    options: tuple[str, ...] = ()      # keyword options the builder takes besides the two above
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_CIFAR_NAME = re.compile(r"^(?:cifar_)?(resnet|plain)(\d+)$")
+_RESOLVERS: list[Callable[[str], ModelEntry | None]] = []
+_BASE = ("num_classes", "in_channels")
 
 
-def register_model(fn: Callable | None = None, *, name: str | None = None, family: str = "imagenet",
-                   default_classes: int = 1000, input_size: tuple[int, int, int] = (3, 224, 224)):
-    """Decorator adding a builder to the registry under `name` (default: the function's name)."""
+def builder_options(builder: Callable, passed_on: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The options a builder accepts: its own named parameters and those it passes on (**kw)."""
+    own = [p.name for p in inspect.signature(builder).parameters.values()
+           if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in _BASE]
+    return tuple(dict.fromkeys([*own, *passed_on]))
+
+
+def register_model(fn: Callable | None = None, *, family: str = "imagenet", default_classes: int = 1000,
+                   input_size: tuple[int, int, int] = (3, 224, 224), options: tuple[str, ...] = ()):
+    """Decorator adding a builder to the registry under its function name. `options`: the keyword
+    options a `**kw` builder passes on to its model class."""
 
     def add(f: Callable) -> Callable:
-        key = name or f.__name__
-        if key in _MODELS:
-            raise ValueError(f"model {key!r} is registered twice")
-        _MODELS[key] = ModelEntry(key, f, family, default_classes, input_size)
+        if f.__name__ in _MODELS:
+            raise ValueError(f"model {f.__name__!r} is registered twice")
+        _MODELS[f.__name__] = ModelEntry(f.__name__, f, family, default_classes, input_size,
+                                         builder_options(f, options))
         return f
 
     return add(fn) if fn is not None else add
 
 
-def _cifar_entry(name: str) -> ModelEntry | None:
-    m = _CIFAR_NAME.match(name)
-    if not m:
-        return None
-    kind, depth = m.group(1), int(m.group(2))
-    if depth < 8 or (depth - 2) % 6:
-        return None
-    from .cifar import cifar_net  # late import: cifar.py registers into this module
-
-    def build(**kw):
-        return cifar_net(depth, residual=kind == "resnet", **kw)
-
-    return ModelEntry(name, build, "cifar", 10, (3, 32, 32))
+def register_resolver(resolve: Callable[[str], ModelEntry | None]) -> None:
+    """Add a function that makes an entry for names not registered one by one (or returns None)."""
+    _RESOLVERS.append(resolve)
 
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for `name`, or a ResnetlabError that suggests close names."""
-    _load_builtin()
-    entry = _MODELS.get(name) or _cifar_entry(name)
+    entry = _MODELS.get(name) or next(filter(None, (resolve(name) for resolve in _RESOLVERS)), None)
     if entry is None:
         close = difflib.get_close_matches(name, list(_MODELS), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -89,24 +92,20 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
         num_classes = entry.default_classes
     if in_channels is None:
         in_channels = entry.input_size[0]
-    try:
-        return entry.builder(num_classes=num_classes, in_channels=in_channels, **options)
-    except TypeError as e:
-        raise ResnetlabError(f"bad option for model {name!r}: {e}") from None
-    except ValueError as e:
-        raise ResnetlabError(f"model {name!r}: {e}") from None
+    unknown = [k for k in options if k not in entry.options]
+    if unknown:
+        takes = ", ".join(entry.options) or "none"
+        raise ResnetlabError(f"model {name!r} has no option {', '.join(map(repr, unknown))} "
+                             f"(its options: {takes})")
+    # Errors raised inside a builder are not caught: a bad option *value* is a ResnetlabError raised
+    # where it is checked, and anything else is a bug to see.
+    return entry.builder(num_classes=num_classes, in_channels=in_channels, **options)
 
 
 def list_models(family: str | None = None, pattern: str | None = None) -> list[str]:
     """Registered names (the canonical CIFAR depths included), in registration order."""
-    _load_builtin()
     names = [n for n, e in _MODELS.items() if family is None or e.family == family]
     if pattern:
         rx = re.compile(pattern.replace("*", ".*") + "$")
         names = [n for n in names if rx.match(n)]
     return names
-
-
-def _load_builtin() -> None:
-    # Importing the modules runs their @register_model decorators.
-    from . import cifar, classic, resnet  # noqa: F401

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ResnetlabError
 from .blocks import BasicBlock, Bottleneck, init_weights, make_stage
 from .registry import register_model
 
@@ -29,7 +30,11 @@ class ResNet(nn.Module):
                  in_channels: int = 3, shortcut: str = "B", residual: bool = True,
                  stride_in_1x1: bool = False, zero_init_residual: bool = False):
         super().__init__()
-        opts = dict(shortcut=shortcut, residual=residual, stride_in_1x1=stride_in_1x1)
+        opts = dict(shortcut=shortcut, residual=residual)
+        if block is Bottleneck:   # a basic block has no 1x1 to put the stride on
+            opts["stride_in_1x1"] = stride_in_1x1
+        elif stride_in_1x1:
+            raise ResnetlabError("stride_in_1x1 applies to bottleneck nets (ResNet-50/101/152) only")
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -56,14 +61,66 @@ def imagenet_net(depth: int, residual: bool = True, **kw) -> ResNet:
     return ResNet(block, layers, residual=residual, **kw)
 
 
-def _register(depth: int) -> None:
-    for prefix, residual in (("resnet", True), ("plain", False)):
-        def build(depth=depth, residual=residual, **kw):
-            return imagenet_net(depth, residual=residual, **kw)
-
-        build.__doc__ = f"{'ResNet' if residual else 'Plain'}-{depth} for 224x224 ImageNet images."
-        register_model(build, name=f"{prefix}{depth}", family="imagenet")
+# ResNet-18/34 have no bottleneck, so no stride placement to choose.
+BASIC_OPTIONS = ("shortcut", "zero_init_residual")
+BOTTLENECK_OPTIONS = (*BASIC_OPTIONS, "stride_in_1x1")
 
 
-for _d in IMAGENET_DEPTHS:
-    _register(_d)
+@register_model(options=BASIC_OPTIONS)
+def resnet18(**kw) -> ResNet:
+    """ResNet-18 for 224x224 ImageNet images."""
+    return imagenet_net(18, True, **kw)
+
+
+@register_model(options=BASIC_OPTIONS)
+def plain18(**kw) -> ResNet:
+    """Plain-18 for 224x224 ImageNet images."""
+    return imagenet_net(18, False, **kw)
+
+
+@register_model(options=BASIC_OPTIONS)
+def resnet34(**kw) -> ResNet:
+    """ResNet-34 for 224x224 ImageNet images."""
+    return imagenet_net(34, True, **kw)
+
+
+@register_model(options=BASIC_OPTIONS)
+def plain34(**kw) -> ResNet:
+    """Plain-34 for 224x224 ImageNet images."""
+    return imagenet_net(34, False, **kw)
+
+
+@register_model(options=BOTTLENECK_OPTIONS)
+def resnet50(**kw) -> ResNet:
+    """ResNet-50 for 224x224 ImageNet images."""
+    return imagenet_net(50, True, **kw)
+
+
+@register_model(options=BOTTLENECK_OPTIONS)
+def plain50(**kw) -> ResNet:
+    """Plain-50 for 224x224 ImageNet images."""
+    return imagenet_net(50, False, **kw)
+
+
+@register_model(options=BOTTLENECK_OPTIONS)
+def resnet101(**kw) -> ResNet:
+    """ResNet-101 for 224x224 ImageNet images."""
+    return imagenet_net(101, True, **kw)
+
+
+@register_model(options=BOTTLENECK_OPTIONS)
+def plain101(**kw) -> ResNet:
+    """Plain-101 for 224x224 ImageNet images."""
+    return imagenet_net(101, False, **kw)
+
+
+@register_model(options=BOTTLENECK_OPTIONS)
+def resnet152(**kw) -> ResNet:
+    """ResNet-152 for 224x224 ImageNet images."""
+    return imagenet_net(152, True, **kw)
+
+
+@register_model(options=BOTTLENECK_OPTIONS)
+def plain152(**kw) -> ResNet:
+    """Plain-152 for 224x224 ImageNet images."""
+    return imagenet_net(152, False, **kw)

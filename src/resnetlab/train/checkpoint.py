@@ -25,6 +25,9 @@ from safetensors.torch import load_file, save_file
 from ..errors import ResnetlabError
 
 CHECKPOINTS = "checkpoints"
+WEIGHTS = "model.safetensors"   # also the name of a run's final weights (resnetlab.run)
+OPTIM = "optim.safetensors"
+STATE = "state.json"
 
 
 def failpoint(name: str, step: int | None = None) -> None:
@@ -128,10 +131,10 @@ class Checkpoint:
     state: dict
 
     def model_tensors(self) -> dict[str, torch.Tensor]:
-        return read_weights(self.path / "model.safetensors")
+        return read_weights(self.path / WEIGHTS)
 
     def optim_tensors(self) -> dict[str, torch.Tensor]:
-        return read_weights(self.path / "optim.safetensors")
+        return read_weights(self.path / OPTIM)
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -198,11 +201,11 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     tmp = root / f"step-{step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(state_tensors(model), str(tmp / "model.safetensors"))
+    save_file(state_tensors(model), str(tmp / WEIGHTS))
     failpoint("checkpoint-mid-write", step)
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
-    save_file({**opt_tensors, **rng_tensors(rng_states)}, str(tmp / "optim.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": opt_meta, **state}, indent=2))
+    save_file({**opt_tensors, **rng_tensors(rng_states)}, str(tmp / OPTIM))
+    (tmp / STATE).write_text(json.dumps({"step": step, "optimizer": opt_meta, **state}, indent=2))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -223,10 +226,10 @@ def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
     root = Path(run_dir) / CHECKPOINTS
     found = []
     for d in sorted(root.glob("step-*")) if root.is_dir() else []:
-        if d.suffix == ".tmp" or not (d / "state.json").is_file():
+        if d.suffix == ".tmp" or not (d / STATE).is_file():
             continue
         try:
-            state = json.loads((d / "state.json").read_text())
+            state = json.loads((d / STATE).read_text())
         except (OSError, json.JSONDecodeError):
             continue
         found.append(Checkpoint(d, int(state["step"]), state))

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..models.classic import classic_loss
+from ..models import loss_and_logits
 from ..paths import cache_root
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -122,7 +122,7 @@ class _Trial:
     def step(self) -> float:
         t0 = time.perf_counter()
         with self.engine.autocast():
-            loss = classic_loss(self.model(self.x), self.y)
+            loss, _ = loss_and_logits(self.model, self.model(self.x), self.y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

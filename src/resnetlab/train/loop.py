@@ -1,25 +1,26 @@
 """The training loop: read it top to bottom.
 
     cfg = TrainConfig(model="resnet20", data="fashion-mnist", out="runs/r20", recipe=get_recipe("fast"))
-    result = train(cfg)
+    summary = train(cfg)          # a new run in cfg.out
+    summary = resume("runs/r20")  # continue it from its newest complete checkpoint
 
-One run = one folder: config.json (everything needed to rebuild the run, the engine choice
-included), preprocess.safetensors (normalisation), metrics.jsonl, checkpoints/, and at the end
-model.safetensors + summary.json. `train(cfg_or_dir, resume=True)` continues from the newest
-complete checkpoint; on CPU the result is bit-identical to an uninterrupted run, because data
-order and augmentation are functions of (seed, epoch, batch) and every piece of state that
-changes during training (weights, optimiser buffers, RNG, schedule state, metric windows) is in
-the checkpoint.
+One run = one folder (`resnetlab.run`): config.json, preprocess.safetensors, metrics.jsonl,
+checkpoints/, and at the end model.safetensors + summary.json. On CPU a resumed run is
+bit-identical to an uninterrupted one, because data order and augmentation are functions of
+(seed, epoch, batch) and every piece of state that changes during training (weights, optimiser
+buffers, RNG, schedule state, metric windows) is in the checkpoint.
+
+The loop (`_loop`) is four named steps: `_train_step`, `_log_train`, `_evaluate`, `_checkpoint`;
+`_set_up` builds what they share (a `Session`) for a new run or a resumed one.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,64 +30,23 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data.augment import Normalizer
-from ..data.loader import View
-from ..data.sources import DataSplits, ImageSet, restrict
-from ..data.stream import images_for_statistics, loader_for, open_data
+from ..data.loader import BatchLoader, View
+from ..data.open import images_for_statistics, loader_for, open_data
+from ..data.splits import DataSplits, ImageSet, restrict
 from ..errors import ResnetlabError
-from ..models import create_model, get_entry
-from ..models.classic import classic_loss, main_logits
+from ..models import create_model, get_entry, loss_and_logits
+from ..run import Run, RunRecord
 from ..transfer import classifier_heads, freeze, initialize, load_source
 from . import distributed
-from .checkpoint import (
-    latest_checkpoint,
-    load_weights_into,
-    optimizer_from_tensors,
-    restore_rng,
-    save_checkpoint,
-    save_weights,
-    write_json,
-)
+from .checkpoint import load_weights_into, optimizer_from_tensors, restore_rng, save_checkpoint, save_weights
+from .config import TrainConfig
+from .distributed import Dist
 from .engine import Engine, choose_engine, machine_id, resolve_device
-from .evaluate import evaluate, load_run_config
+from .evaluate import evaluate
 from .metrics import MetricsLog
-from .recipe import Recipe, Schedule, recipe_from_dict
+from .recipe import Recipe, Schedule
 
-
-@dataclass
-class TrainConfig:
-    model: str
-    data: str
-    out: str
-    recipe: Recipe
-    model_options: dict = field(default_factory=dict)
-    data_dir: str | None = None
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 0      # steps between checkpoints; 0: at the end of every epoch only
-    log_every: int = 0             # steps between train records; 0: about 10 per epoch
-    train_subset: int | None = None  # first N training images only (quick studies)
-    sync_bn: bool = False            # several processes: BatchNorm statistics over the global batch
-    init_from: str | None = None     # fine-tuning: a run, a weights file or torchvision:NAME
-    freeze: str = "none"             # fine-tuning: none | backbone | stages:N
-    backbone_lr_mult: float = 1.0    # fine-tuning: learning-rate factor for all but the classifier
-    classes: list[int] | None = None  # keep only these classes (relabelled 0..k-1)
-    per_class: int | None = None     # at most this many training images per class
-    image_size: int | None = None    # image folders: resize + centre-crop to this square side
-    stream: str = "auto"             # image folders: auto (stream if too big for memory) | on | off
-    train_eval_sample: int = 0       # also evaluate this many un-augmented training images (a fixed
-                                     # sample, the same for every seed) at each evaluation
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["recipe"] = self.recipe.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        kw["recipe"] = recipe_from_dict(d["recipe"])
-        return cls(**kw)
+__all__ = ["TrainConfig", "Diverged", "train", "resume", "finish_run"]
 
 
 class Diverged(ResnetlabError):
@@ -128,32 +88,74 @@ def _log(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits | None = None,
-          progress: bool = True) -> dict:
-    """Train per `cfg` (or resume the run folder `cfg`); returns the summary dict.
+def train(cfg: TrainConfig, data: DataSplits | None = None, progress: bool = True) -> dict:
+    """A new run per `cfg`, written to cfg.out; returns the summary dict.
 
     Under torchrun every rank calls this; each trains on its slice of every global batch, DDP
     averages gradients, metrics are summed over ranks, and only rank 0 writes files.
     """
-    t_start = time.time()
-    d = distributed.init(cfg.device if isinstance(cfg, TrainConfig) else "auto")
-    # ---- the run folder: a new run, or the saved config of the run to resume -------------------
-    if resume:
-        out = Path(cfg.out if isinstance(cfg, TrainConfig) else cfg)
-        saved = load_run_config(out)
-        cfg = TrainConfig.from_dict(saved["config"])
-        cfg.out = str(out)
-    else:
-        out = Path(cfg.out)
-        if latest_checkpoint(out) or (out / "model.safetensors").exists():
-            raise ResnetlabError(f"{out} already holds a run; continue it with --resume {out} or "
-                                 "choose another --out")
-    if d.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    recipe = cfg.recipe
-    progress = progress and d.is_main
+    run = Run(cfg.out)
+    if run.started():
+        raise ResnetlabError(f"{run.root} already holds a run; continue it with --resume {run.root} or "
+                             "choose another --out")
+    return _train(cfg, run, None, data, progress)
 
-    # ---- data ------------------------------------------------------------------------------------
+
+def resume(run_dir: str | Path, data: DataSplits | None = None, progress: bool = True) -> dict:
+    """Continue the run in `run_dir` from its newest complete checkpoint (from step 0 if it has
+    none), with its saved config and engine; returns the summary dict."""
+    run = Run(run_dir)
+    record = run.record()      # before the process group: its device decides the backend
+    record.config.out = str(run.root)
+    return _train(record.config, run, record, data, progress)
+
+
+@dataclass
+class Session:
+    """What the loop's steps share. `record` is the saved run when resuming, else None."""
+
+    cfg: TrainConfig
+    run: Run
+    d: Dist
+    record: RunRecord | None
+    model: torch.nn.Module
+    forward: Callable            # the model as called in training: DDP and/or compiled
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    engine: Engine
+    train_loader: BatchLoader
+    eval_loaders: dict[str, BatchLoader]
+    num_classes: int
+    steps_per_epoch: int
+    total_steps: int
+    log: MetricsLog
+    t_start: float
+    step: int = 0
+    window: dict | None = None
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.cfg.recipe
+
+
+def _train(cfg: TrainConfig, run: Run, record: RunRecord | None, data: DataSplits | None,
+           progress: bool) -> dict:
+    t_start = time.time()
+    d = distributed.init(cfg.device)
+    s = _set_up(cfg, run, record, d, data, t_start)
+    _loop(s, progress and d.is_main)
+    return _finish(s)
+
+
+def _set_up(cfg: TrainConfig, run: Run, record: RunRecord | None, d: Dist, data: DataSplits | None,
+            t_start: float) -> Session:
+    """Data, model, engine, optimiser, schedule and loaders; for a resumed run, the newest
+    checkpoint loaded into them; for a new one, the run folder's config.json written."""
+    recipe = cfg.recipe
+    if d.is_main:
+        run.root.mkdir(parents=True, exist_ok=True)
+
+    # ---- data ----------------------------------------------------------------------------------------
     data = data or open_data(cfg.data, data_dir=cfg.data_dir, image_size=cfg.image_size, stream=cfg.stream)
     data = restrict(data, cfg.classes, cfg.per_class, cfg.seed)
     train_set, val_set = split_validation(data.train, recipe.val_split, cfg.seed)
@@ -164,7 +166,7 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     size = recipe.crop_size or min(h, w)
     input_size = (c, size, size) if recipe.crop_size else (c, h, w)
 
-    # ---- model, engine, optimiser, schedule ---------------------------------------------------------
+    # ---- model, engine, optimiser, schedule ------------------------------------------------------------
     device = distributed.device_for(d, resolve_device(cfg.device))
 
     def build():
@@ -182,8 +184,8 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
         raise ResnetlabError(f"{len(train_set)} training images make no batch of {recipe.batch_size}; "
                              "lower --batch-size")
     total_steps = recipe.total_steps(steps_per_epoch)
-    if resume:
-        engine = Engine.from_dict({**saved["engine"], "chosen_by": "resume"})
+    if record:
+        engine = Engine.from_dict({**record.engine.to_dict(), "chosen_by": "resume"})
     else:
         engine = None
         if d.is_main:   # one probe, at the per-rank batch size; every rank uses its answer
@@ -195,7 +197,7 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
     if device.type == "cpu" and engine.threads and engine.threads != torch.get_num_threads():
         # How a CPU kernel splits its sums depends on the thread count, so a resumed run (and every
         # rank) uses the count the run started with: resume stays bit-identical.
-        if resume:
+        if record:
             _log_main(d, f"using the run's {engine.threads} threads, not this process's "
                          f"{torch.get_num_threads()}, so the arithmetic is the one the run started with")
         torch.set_num_threads(engine.threads)
@@ -207,12 +209,11 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
                                 weight_decay=recipe.weight_decay)
     warm = bool(recipe.warmup_lr) and model_depth(model) >= recipe.warmup_min_depth
     schedule = Schedule(recipe, total_steps, state={"warm": warm})
-    log = MetricsLog(out / "metrics.jsonl")
-    window = _empty_window()
-    step = 0
+    log = MetricsLog(run.metrics_file)
+    window, step = _empty_window(), 0
 
-    if resume:
-        if ckpt := latest_checkpoint(out):
+    if record:
+        if ckpt := run.latest_checkpoint():
             load_weights_into(model, ckpt.model_tensors(), str(ckpt.path))
             opt_t = ckpt.optim_tensors()
             optimizer_from_tensors(optimizer, opt_t, ckpt.state["optimizer"])
@@ -222,25 +223,23 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
             step = ckpt.step
         if d.is_main:
             log.truncate_after(step)
-        _log_main(d, f"resuming {out} at step {step}/{total_steps} ({engine.label()})")
+        _log_main(d, f"resuming {run.root} at step {step}/{total_steps} ({engine.label()})")
     elif d.is_main:
         log.path.unlink(missing_ok=True)
-        save_weights(out / "preprocess.safetensors", normalizer)
-        write_json(out / "config.json", {
-            "config": cfg.to_dict(), "engine": engine.to_dict(), "classes": classes,
-            "input_size": list(input_size), "stored_size": [c, h, w], "num_classes": num_classes,
-            "data_source": data.source, "train_images": len(train_set),
-            "val_images": len(val_set) if val_set else 0, "test_images": len(data.test),
-            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "world_size": d.world_size,
-            "machine": machine_id(device), "torch": torch.__version__, "resnetlab": __version__,
-        })
+        save_weights(run.preprocess_file, normalizer)
+        run.save_record(RunRecord(
+            config=cfg, engine=engine, classes=classes, input_size=input_size, stored_size=(c, h, w),
+            num_classes=num_classes, data_source=data.source, train_images=len(train_set),
+            val_images=len(val_set) if val_set else 0, test_images=len(data.test),
+            steps_per_epoch=steps_per_epoch, total_steps=total_steps, world_size=d.world_size,
+            machine=machine_id(device), torch=torch.__version__, resnetlab=__version__))
         if frozen:
             _log(f"frozen (weights and BN statistics): {', '.join(frozen)}")
         _log(f"training {cfg.model} on {cfg.data} ({len(train_set)} images, {num_classes} classes) "
              f"for {total_steps} steps with {recipe.name}; engine: {engine.label()} "
              f"[{engine.chosen_by}: {engine.probe}]" + (f"; {d.world_size} processes" if d.enabled else ""))
 
-    # ---- loaders: each rank its slice of every training batch and its share of the test set ------
+    # ---- loaders: each rank its slice of every training batch and its share of the test set ----------
     train_view = View(recipe.augment, recipe.pad, recipe.crop_size, pca_lighting=recipe.pca_lighting)
     eval_view = View(recipe.eval_view, size=recipe.crop_size)
     common = dict(normalizer=normalizer, device=device, channels_last=engine.channels_last,
@@ -254,103 +253,131 @@ def train(cfg: TrainConfig | str | Path, resume: bool = False, data: DataSplits 
                                   recipe.eval_batch_size, train=False, view=eval_view, **common)
                     for k, v in eval_sets.items()}
 
-    # ---- the loop ----------------------------------------------------------------------------------
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else model
     forward = torch.compile(net) if engine.compile else net
+    return Session(cfg, run, d, record, model, forward, optimizer, schedule, engine, train_loader,
+                   eval_loaders, num_classes, steps_per_epoch, total_steps, log, t_start, step, window)
+
+
+def _loop(s: Session, progress: bool) -> None:
     # About 10 records per epoch, and at least 50 over a short run (a curve, not three points).
-    log_every = cfg.log_every or max(1, min(steps_per_epoch // 10, total_steps // 50))
-    eval_every = max(1, round(recipe.eval_every * steps_per_epoch))
-    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not progress, dynamic_ncols=True,
+    log_every = s.cfg.log_every or max(1, min(s.steps_per_epoch // 10, s.total_steps // 50))
+    eval_every = max(1, round(s.recipe.eval_every * s.steps_per_epoch))
+    every = s.cfg.checkpoint_every   # steps between checkpoints besides each epoch's end
+    bar = tqdm(total=s.total_steps, initial=s.step, unit="step", disable=not progress, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     last_eval: dict = {}
-    model.train()
+    s.model.train()
     try:
-        while step < total_steps:
-            epoch = step // steps_per_epoch
+        while s.step < s.total_steps:
+            epoch = s.step // s.steps_per_epoch
             t_batch = time.perf_counter()
-            for x, y in train_loader.epoch(epoch, start=step % steps_per_epoch):
-                lr = schedule.lr(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group["lr_mult"]
-                with engine.autocast():
-                    outputs = forward(x)
-                    loss = classic_loss(outputs, y, lambda o, t: F.cross_entropy(
-                        o.to(engine.dtype), t, label_smoothing=recipe.label_smoothing))
-                logits = main_logits(outputs)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                # One sync per step (summed over ranks): the metrics and the NaN guard, the same
-                # decision on every rank.
-                loss_sum, correct, seen = distributed.sum_over_ranks(
-                    [loss.item() * y.shape[0], float((logits.argmax(1) == y).sum()), float(y.shape[0])], d)
-                if not math.isfinite(loss_sum):
-                    bar.close()
-                    raise _diverged(out, step, epoch, lr, loss_sum)
-                step += 1
-                window["loss"] += loss_sum
-                window["correct"] += int(correct)
-                window["seen"] += int(seen)
-                window["steps"] += 1
-                window["seconds"] += time.perf_counter() - t_batch
-                if schedule.state.get("warm"):
-                    schedule.after_train_error(1 - correct / seen)
+            for x, y in s.train_loader.epoch(epoch, start=s.step % s.steps_per_epoch):
+                lr = _train_step(s, x, y, t_batch)
                 bar.update(1)
-
-                if step % log_every == 0 or step == total_steps:
-                    rec = _train_record(window, step, steps_per_epoch, lr, time.time() - t_start)
-                    if d.is_main:
-                        log.write(rec)
+                last = s.step == s.total_steps
+                if s.step % log_every == 0 or last:
+                    rec = _log_train(s, lr)
                     bar.set_postfix(loss=f"{rec['train_loss']:.3f}", err=f"{rec['train_error']:.3f}",
                                     ips=f"{rec['images_per_s']:.0f}", **last_eval)
-                    window = _empty_window()
-                if step % eval_every == 0 or step == total_steps:
-                    rec = {"kind": "eval", "step": step, "epoch": step / steps_per_epoch, "lr": lr}
-                    # Evaluations along the way run at the training precision (half the time of
-                    # fp32 on a CPU with bf16); the last one, the run's reported result, in fp32.
-                    final_eval = step == total_steps
-                    rec["precision"] = ("fp32" if final_eval and engine.precision != "fp64"
-                                        else engine.precision)
-                    for split, loader in eval_loaders.items():
-                        r = evaluate(model, loader, num_classes, d,
-                                     autocast=None if final_eval else engine.autocast)
-                        rec.update({f"{split}_loss": r.loss, f"{split}_top1_error": r.top1_error,
-                                    f"{split}_top5_error": r.top5_error})
-                    rec["time"] = time.time() - t_start
-                    if d.is_main:
-                        log.write(rec)
-                    schedule.after_eval(rec.get("val_top1_error", rec["test_top1_error"]))
-                    last_eval = {"test_err": f"{rec['test_top1_error']:.4f}"}
+                if s.step % eval_every == 0 or last:
+                    last_eval = {"test_err": f"{_evaluate(s, lr, final=last)['test_top1_error']:.4f}"}
                     bar.set_postfix(**last_eval)
-                if (step % steps_per_epoch == 0 or step == total_steps
-                        or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-                    rngs = distributed.gather(torch.get_rng_state(), d)   # every rank's RNG
-                    if d.is_main:
-                        save_checkpoint(out, step, model, optimizer,
-                                        {"epoch": step / steps_per_epoch, "schedule": schedule.state,
-                                         "window": window}, rng_states=rngs)
+                if s.step % s.steps_per_epoch == 0 or last or (every and s.step % every == 0):
+                    _checkpoint(s)
                 t_batch = time.perf_counter()
-                if step >= total_steps:
+                if s.step >= s.total_steps:
                     break
     except RuntimeError as e:
+        d = s.d
         if d.enabled and distributed.is_peer_failure(e):
             raise ResnetlabError(f"rank {d.rank}: another process of this {d.world_size}-process run "
                                  f"stopped ({str(e).splitlines()[0][:120]}); resume with "
-                                 f"`resnetlab train --resume {out} --nproc {d.world_size}`") from None
+                                 f"`resnetlab train --resume {s.run.root} --nproc {d.world_size}`") from None
         raise
     finally:
         bar.close()
 
-    # ---- the end: final weights and a summary -------------------------------------------------------
+
+def _train_step(s: Session, x: torch.Tensor, y: torch.Tensor, t_batch: float) -> float:
+    """One optimiser step on the batch (x, y); the step's metrics into the window. Returns the lr."""
+    lr = s.schedule.lr(s.step)
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    with s.engine.autocast():
+        outputs = s.forward(x)
+        loss, logits = loss_and_logits(s.model, outputs, y, lambda o, t: F.cross_entropy(
+            o.to(s.engine.dtype), t, label_smoothing=s.recipe.label_smoothing))
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    s.optimizer.step()
+    # One sync per step (summed over ranks): the metrics and the NaN guard, the same decision on
+    # every rank.
+    loss_sum, correct, seen = distributed.sum_over_ranks(
+        [loss.item() * y.shape[0], float((logits.argmax(1) == y).sum()), float(y.shape[0])], s.d)
+    if not math.isfinite(loss_sum):
+        raise _diverged(s.run, s.step, s.step // s.steps_per_epoch, lr, loss_sum)
+    s.step += 1
+    w = s.window
+    w["loss"] += loss_sum
+    w["correct"] += int(correct)
+    w["seen"] += int(seen)
+    w["steps"] += 1
+    w["seconds"] += time.perf_counter() - t_batch
+    if s.schedule.state.get("warm"):
+        s.schedule.after_train_error(1 - correct / seen)
+    return lr
+
+
+def _log_train(s: Session, lr: float) -> dict:
+    """A train record of the window since the last one (rank 0 writes it); a new window."""
+    w = s.window
+    rec = {"kind": "train", "step": s.step, "epoch": s.step / s.steps_per_epoch, "lr": lr,
+           "train_loss": w["loss"] / w["seen"], "train_error": 1 - w["correct"] / w["seen"],
+           "images_per_s": w["seen"] / max(w["seconds"], 1e-9), "time": time.time() - s.t_start}
+    if s.d.is_main:
+        s.log.write(rec)
+    s.window = _empty_window()
+    return rec
+
+
+def _evaluate(s: Session, lr: float, final: bool) -> dict:
+    """An eval record: every evaluation split (test, val, train sample). Evaluations along the way
+    run at the training precision (half the time of fp32 on a CPU with bf16); the last one, the
+    run's reported result, in fp32."""
+    precision = s.engine.precision
+    rec = {"kind": "eval", "step": s.step, "epoch": s.step / s.steps_per_epoch, "lr": lr,
+           "precision": "fp32" if final and precision != "fp64" else precision}
+    for split, loader in s.eval_loaders.items():
+        r = evaluate(s.model, loader, s.num_classes, s.d, autocast=None if final else s.engine.autocast)
+        rec.update({f"{split}_loss": r.loss, f"{split}_top1_error": r.top1_error,
+                    f"{split}_top5_error": r.top5_error})
+    rec["time"] = time.time() - s.t_start
+    if s.d.is_main:
+        s.log.write(rec)
+    s.schedule.after_eval(rec.get("val_top1_error", rec["test_top1_error"]))
+    return rec
+
+
+def _checkpoint(s: Session) -> None:
+    rngs = distributed.gather(torch.get_rng_state(), s.d)   # every rank's RNG
+    if s.d.is_main:
+        save_checkpoint(s.run.root, s.step, s.model, s.optimizer,
+                        {"epoch": s.step / s.steps_per_epoch, "schedule": s.schedule.state,
+                         "window": s.window}, rng_states=rngs)
+
+
+def _finish(s: Session) -> dict:
+    """The final weights and summary.json (rank 0); every rank returns the summary."""
     summary = None
-    if d.is_main:
-        save_weights(out / "model.safetensors", model, {"model": cfg.model, "step": step})
-        summary = _summary(cfg, log, step, steps_per_epoch, engine)
-        write_json(out / "summary.json", summary)
+    if s.d.is_main:
+        save_weights(s.run.weights_file, s.model, {"model": s.cfg.model, "step": s.step})
+        summary = _summary(s.cfg, s.log, s.step, s.steps_per_epoch, s.engine)
+        s.run.save_summary(summary)
         _log(f"done: test error {summary['test_top1_error']:.4f} (top-5 {summary['test_top5_error']:.4f}) "
-             f"after {step} steps; weights in {out / 'model.safetensors'}")
-    summary = distributed.broadcast(summary, d)
-    distributed.barrier(d)
+             f"after {s.step} steps; weights in {s.run.weights_file}")
+    summary = distributed.broadcast(summary, s.d)
+    distributed.barrier(s.d)
     return summary
 
 
@@ -363,17 +390,15 @@ def finish_run(cfg: TrainConfig, data: DataSplits | None = None, progress: bool 
     """Train `cfg` to the end: a finished run in cfg.out is reused, a partial one resumed, if its
     saved config agrees on SAME_RUN + `also` and on the recipe's optimisation (not its engine
     fields); else a new run. Returns the run's summary."""
-    out = Path(cfg.out)
-    if (out / "config.json").exists():
-        saved = load_run_config(out)["config"]
+    run = Run(cfg.out)
+    if run.exists():
+        saved = run.raw_record()["config"]
         mine = cfg.to_dict()
         same = all(saved.get(k) == mine[k] for k in (*SAME_RUN, *also))
         if not (same and _same_recipe(saved["recipe"], mine["recipe"])):
-            raise ResnetlabError(f"{out} holds a run with a different set-up (budget, recipe or seed); "
+            raise ResnetlabError(f"{run.root} holds a run with a different set-up (budget, recipe or seed); "
                                  "use another --out, or delete that folder to retrain it")
-        if (out / "summary.json").exists():
-            return json.loads((out / "summary.json").read_text())
-        return train(out, resume=True, data=data, progress=progress)
+        return run.summary() or resume(run.root, data=data, progress=progress)
     return train(cfg, data=data, progress=progress)
 
 
@@ -398,13 +423,6 @@ def _param_groups(model: torch.nn.Module, backbone_lr_mult: float) -> list[dict]
 
 def _empty_window() -> dict:
     return {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "seconds": 0.0}
-
-
-def _train_record(window: dict, step: int, steps_per_epoch: int, lr: float, elapsed: float) -> dict:
-    return {"kind": "train", "step": step, "epoch": step / steps_per_epoch, "lr": lr,
-            "train_loss": window["loss"] / window["seen"],
-            "train_error": 1 - window["correct"] / window["seen"],
-            "images_per_s": window["seen"] / max(window["seconds"], 1e-9), "time": elapsed}
 
 
 def _summary(cfg: TrainConfig, log: MetricsLog, step: int, steps_per_epoch: int, engine: Engine) -> dict:
@@ -433,8 +451,8 @@ def _log_main(d, msg: str) -> None:
         _log(msg)
 
 
-def _diverged(out: Path, step: int, epoch: int, lr: float, value: float) -> Diverged:
-    ckpt = latest_checkpoint(out)
+def _diverged(run: Run, step: int, epoch: int, lr: float, value: float) -> Diverged:
+    ckpt = run.latest_checkpoint()
     kept = (f"the last good checkpoint ({ckpt.path}, step {ckpt.step}) is kept" if ckpt
             else "no checkpoint had been written yet")
     return Diverged(f"training diverged: loss became {value} at step {step + 1} (epoch {epoch}, lr {lr:g}); "

@@ -1,4 +1,4 @@
-"""Training recipes: small dataclasses with names. Any field can be overridden (CLI flags too).
+"""Training recipes: small dataclasses with names. Any field can be overridden (each is a CLI flag).
 
 Schedule milestones are fractions of the run, so the paper's "lr/10 at 32k and 48k of 64k
 iterations" is milestones=(0.5, 0.75) with iterations=64000 and scales with any other length.
@@ -10,77 +10,88 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..data.augment import NORMALIZATIONS
+from ..data.loader import AUGMENTS, EVAL_VIEWS
 from ..errors import ResnetlabError
 
 # Precisions a run can ask for ("auto": the engine probes fp32 / bf16 / fp16). fp64 is never probed:
 # it is reference arithmetic for checks that must hold on any CPU (1 vs N processes agree to ~1e-12
 # in fp64 whatever the vector width, where fp32's rounding differs from one CPU to the next).
 PRECISIONS = ("fp32", "bf16", "fp16", "fp64")
-
 SCHEDULES = ("step", "onecycle", "cosine", "constant", "plateau")
+SWITCHES = ("auto", "on", "off")   # engine switches: "auto" lets the probe decide
+
+
+def _field(default, help: str, choices: tuple[str, ...] | None = None):
+    # The metadata is what the command line is generated from (cli/flags.py): one flag per field.
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
 class Recipe:
+    """A training recipe. Every field but `name` is a flag of `train`/`finetune` (--batch-size for
+    batch_size, ...), generated from the field's metadata: its help text and allowed values."""
+
     name: str = "custom"
     # optimiser (SGD with momentum; weight decay on every parameter, as in the paper)
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.0
+    batch_size: int = _field(128, "images per step (global, over all processes)")
+    lr: float = _field(0.1, "peak learning rate")
+    momentum: float = _field(0.9, "SGD momentum")
+    nesterov: bool = _field(False, "Nesterov momentum")
+    weight_decay: float = _field(1e-4, "L2 weight decay on every parameter")
+    label_smoothing: float = _field(0.0, "label smoothing of the cross-entropy (0: none)")
     # learning-rate schedule
-    schedule: str = "step"
-    milestones: tuple[float, ...] = (0.5, 0.75)   # "step": fractions of the run where lr *= gamma
-    gamma: float = 0.1
-    warmup: float = 0.0            # fraction of the run with a linear ramp up to lr (not "plateau")
-    final_lr: float = 0.0          # "onecycle"/"cosine": lr at the end, as a fraction of lr
-    patience: int = 5              # "plateau": evaluations without improvement before lr *= gamma
+    schedule: str = _field("step", "learning-rate schedule", SCHEDULES)
+    milestones: tuple[float, ...] = _field((0.5, 0.75), "step schedule: fractions of the run where "
+                                           "lr *= gamma")
+    gamma: float = _field(0.1, "step/plateau schedules: the factor at each decay")
+    warmup: float = _field(0.0, "fraction of the run with a linear lr ramp up to --lr (not plateau)")
+    final_lr: float = _field(0.0, "onecycle/cosine: the lr at the end, as a fraction of --lr")
+    patience: int = _field(5, "plateau: evaluations without improvement before lr *= gamma")
     # the paper's warm-up for very deep nets: lr = warmup_lr until training error < warmup_until_error
-    warmup_lr: float | None = None
-    warmup_until_error: float = 0.8
-    warmup_min_depth: int = 110
+    warmup_lr: float | None = _field(None, "the paper's warm-up for very deep nets: this lr until the "
+                                     "training error falls below --warmup-until-error (default: none)")
+    warmup_until_error: float = _field(0.8, "the paper's warm-up ends below this training error")
+    warmup_min_depth: int = _field(110, "the paper's warm-up applies to nets of at least this depth")
     # length: iterations, or epochs when iterations is None
-    iterations: int | None = None
-    epochs: float | None = 10
+    iterations: int | None = _field(None, "run length in iterations (steps)")
+    epochs: float | None = _field(10, "run length in epochs")
     # data
-    augment: str = "pad-crop-flip"
-    pad: int = 4
-    crop_size: int | None = None   # None: the stored image size
-    pca_lighting: float = 0.0
-    normalize: str = "channel"     # channel | pixel-mean | imagenet | none
-    val_split: int = 0             # training images held out for validation (paper: 5000)
-    eval_every: float = 1.0        # epochs between evaluations
-    eval_view: str = "none"        # none | center (resize 256/224 + centre crop) | ten-crop
-    eval_batch_size: int = 512
+    augment: str = _field("pad-crop-flip", "training augmentation", AUGMENTS)
+    pad: int = _field(4, "pixels of zero padding before the random crop")
+    crop_size: int | None = _field(None, "training crop / evaluation size (default: the stored size)")
+    pca_lighting: float = _field(0.0, "AlexNet-style PCA colour noise, its standard deviation (0: off)")
+    normalize: str = _field("channel", "input normalisation (the paper's CIFAR recipe: pixel-mean)",
+                            NORMALIZATIONS)
+    val_split: int = _field(0, "training images held out for validation (paper: 5000)")
+    eval_every: float = _field(1.0, "epochs between test-set evaluations")
+    eval_view: str = _field("none", "evaluation view: none, center (resize 256/224 + centre crop) or "
+                            "ten-crop (corners, centre and flips, scores averaged)", EVAL_VIEWS)
+    eval_batch_size: int = _field(512, "images per evaluation batch")
     # engine: "auto" probes the machine; flags override
-    precision: str = "auto"        # auto | fp32 | bf16 | fp16 | fp64 (reference arithmetic, slow)
-    channels_last: str = "auto"    # auto | on | off
-    compile: str = "auto"          # auto | on | off
-    notes: str = ""
+    precision: str = _field("auto", "arithmetic (auto: probe the machine; fp64: reference arithmetic, "
+                            "slow)", ("auto", *PRECISIONS))
+    channels_last: str = _field("auto", "channels-last memory format", SWITCHES)
+    compile: str = _field("auto", "torch.compile the model", SWITCHES)
+    notes: str = _field("", "free text kept with the recipe")
 
     def validate(self) -> Recipe:
-        if self.schedule not in SCHEDULES:
-            raise ResnetlabError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         if (self.iterations is None) == (self.epochs is None):
             raise ResnetlabError("give the run length as iterations or epochs, exactly one of them")
         if (self.iterations is not None and self.iterations <= 0) or (self.epochs is not None
                                                                       and self.epochs <= 0):
             raise ResnetlabError("the run length must be positive")
-        for name in ("lr", "batch_size"):
+        for name in ("lr", "batch_size", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 flag = name.replace("_", "-")
                 raise ResnetlabError(f"--{flag} must be positive, got {getattr(self, name)}")
         if any(not 0 < m < 1 for m in self.milestones):
             raise ResnetlabError(f"milestones are fractions of the run in (0, 1), got {self.milestones}")
-        for key, allowed in (("precision", ("auto", *PRECISIONS)),
-                             ("channels_last", ("auto", "on", "off")), ("compile", ("auto", "on", "off")),
-                             ("normalize", ("channel", "pixel-mean", "imagenet", "none")),
-                             ("eval_view", ("none", "center", "ten-crop"))):
-            if getattr(self, key) not in allowed:
-                raise ResnetlabError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
-                                     f"got {getattr(self, key)!r}")
+        for f in dataclasses.fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed and getattr(self, f.name) not in allowed:
+                raise ResnetlabError(f"--{f.name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                                     f"got {getattr(self, f.name)!r}")
         return self
 
     def total_steps(self, steps_per_epoch: int) -> int:

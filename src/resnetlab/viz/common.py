@@ -39,17 +39,6 @@ def png_bytes(plot, *args, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def run_folder(run_dir: str | Path) -> Path:
-    """`run_dir` as a Path, or one error line when it is not a run folder."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise ResnetlabError(f"{run_dir}: no such run folder")
-    if not (path / "config.json").is_file():
-        raise ResnetlabError(f"{run_dir} is not a run folder (no config.json); give the --out folder of "
-                             "a `resnetlab train` run")
-    return path
-
-
 def unit_range(t: torch.Tensor, dims: tuple[int, ...] | None = None, constant: float = 0.5) -> torch.Tensor:
     """Min-max scale to [0, 1] over `dims` (all when None); a constant block becomes `constant`."""
     t = t.detach().float().cpu()

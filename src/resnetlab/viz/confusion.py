@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .common import Output, plt, run_folder, save_figure
+from ..run import Run
+from .common import Output, plt, save_figure
 
 
 def plot_confusion(matrix, classes: list[str], out: Output, title: str = "") -> Output:
@@ -50,7 +51,7 @@ def show_confusion(run_dir: str | Path, out: Output | None = None, data: str | N
     default output RUN/confusion.png."""
     from ..train.evaluate import evaluate_run
 
-    run = run_folder(run_dir)
+    run = Run.open(run_dir).root
     r = evaluate_run(run, data=data, data_dir=data_dir, device=device, split=split)
     title = f"{r['model']} ({run.resolve().name}) on {Path(str(r['data'])).name}, {split} split"
     return plot_confusion(r["confusion_matrix"], r["classes"], run / "confusion.png" if out is None else out,

@@ -142,26 +142,24 @@ def show_curves(run_dirs: list, out=None, x: str = "iterations"):
     """Learning curves of one or several run folders (read from their metrics.jsonl); default output
     FIRST_RUN/curves.png. The legend names each run by its folder name."""
     from ..errors import ResnetlabError
+    from ..run import Run
     from ..train.metrics import read_metrics
-    from .common import run_folder
 
     if not run_dirs:
         raise ResnetlabError("give at least one run folder")
     runs, names = {}, []
     for run_dir in run_dirs:
-        run = run_folder(run_dir)
-        records = read_metrics(run / "metrics.jsonl")
+        run = Run.open(run_dir)
+        records = read_metrics(run.metrics_file)
         if not records:
             raise ResnetlabError(f"{run_dir} has no metrics yet (no records in metrics.jsonl)")
-        name = run.resolve().name
+        name = run.root.resolve().name
         if name in runs:   # two runs whose folders share a name: tell them apart by their parents
             name = str(Path(run_dir))
         runs[name] = records
         names.append(name)
     title = "training error (dashed), test error (solid)"
     if len(runs) == 1:
-        from ..train.evaluate import load_run_config
-
-        cfg = load_run_config(run_dirs[0])["config"]
-        title = f"{cfg['model']} on {Path(str(cfg['data'])).name}: {title}"
+        cfg = Run(run_dirs[0]).record().config
+        title = f"{cfg.model} on {Path(str(cfg.data)).name}: {title}"
     return plot_run_curves(runs, Path(run_dirs[0]) / "curves.png" if out is None else out, x, title)

@@ -1,5 +1,5 @@
-"""Feature maps of a trained network for one image, stage by stage (PAPER.md section 4: early layers
-respond to edges, later ones to parts and objects)."""
+"""Feature maps of a trained network for one image, stage by stage (the hierarchy Zeiler & Fergus
+2014 showed: early layers respond to edges, later ones to parts and objects)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..errors import ResnetlabError
-from .common import Output, hide_ticks, plt, run_folder, save_figure, to_image, unit_range
+from ..run import Run
+from .common import Output, hide_ticks, plt, save_figure, to_image, unit_range
 
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 
@@ -124,22 +125,21 @@ def show_features(run_dir: str | Path, image: str | Path, out: Output | None = N
                   device: str = "cpu") -> Output:
     """Feature maps of a trained run for one image file, with the prediction in the title; default
     output RUN/features-IMAGE.png."""
-    from ..predict import _read, load_run
+    from ..predict import load_run, read_image
 
-    run = run_folder(run_dir)
+    run = Run.open(run_dir).root
     image = Path(image)
     if not image.is_file():
         raise ResnetlabError(f"{image}: no such image file")
     if channels < 1:
         raise ResnetlabError(f"--channels must be 1 or more, got {channels}")
     trained = load_run(run, device)
-    saved = trained.config
-    shown, x = prepare_image(trained, _read(image))
+    shown, x = prepare_image(trained, read_image(image))
     maps, logits = feature_maps(trained.model, x.to(device))
     probs = logits.softmax(1)[0]
     top = int(probs.argmax())
-    classes = saved.get("classes") or [str(i) for i in range(len(probs))]
-    title = (f"{saved['config']['model']} ({run.resolve().name}) on {image.name}: "
+    classes = trained.classes or [str(i) for i in range(len(probs))]
+    title = (f"{trained.model_name} ({run.resolve().name}) on {image.name}: "
              f"predicted {classes[top]!r} (p = {probs[top]:.2f})\n"
              f"first {min(channels, max(m.shape[0] for _, m in maps))} channels of each stage, "
              "each scaled to its own range")

@@ -1,4 +1,5 @@
-"""The first convolution's filters as a picture grid (edges, colour blobs: PAPER.md section 4)."""
+"""The first convolution's filters as a picture grid (edges and colour blobs,
+as Krizhevsky et al. 2012 and Zeiler & Fergus 2014 show)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 from torch import nn
 
 from ..errors import ResnetlabError
-from .common import Output, hide_ticks, mosaic, plt, run_folder, save_figure, to_image, unit_range
+from ..run import Run, load_trained
+from .common import Output, hide_ticks, mosaic, plt, save_figure, to_image, unit_range
 
 _GAP = torch.tensor([0.35, 0.5, 0.75]).view(3, 1, 1)
 
@@ -48,10 +50,8 @@ def plot_filters(weight: torch.Tensor, out: Output, layer: str = "conv1", title:
 
 def show_filters(run_dir: str | Path, out: Output | None = None) -> Output:
     """The first conv layer's filters of a trained run; default output RUN/filters.png."""
-    from ..train.evaluate import load_trained
-
-    run = run_folder(run_dir)
-    model, saved, _ = load_trained(run)
+    run = Run.open(run_dir).root
+    model, record, _ = load_trained(run)
     name, conv = first_conv(model)
-    title = f"{saved['config']['model']} ({run.resolve().name})"
+    title = f"{record.config.model} ({run.resolve().name})"
     return plot_filters(conv.weight.detach(), out if out is not None else run / "filters.png", name, title)

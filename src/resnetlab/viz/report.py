@@ -6,14 +6,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from ..errors import ResnetlabError
-from .common import Output, png_bytes, run_folder
+from ..run import Run, RunRecord
+from .common import Output, png_bytes
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -56,14 +56,16 @@ def _figure(plot, *args, **kwargs) -> str:
 
 
 @torch.no_grad()
-def predict(model, images, saved: dict, normalizer, device="cpu", batch_size: int = 256) -> torch.Tensor:
+def predict(model, images, record: RunRecord, normalizer, device="cpu",
+            batch_size: int = 256) -> torch.Tensor:
     """Softmax probabilities (N x K) of the run's model on a split (ImageSet or StreamSet), as the
     run's evaluation sees it (ten-crop scores averaged)."""
-    from ..train.evaluate import crop_probabilities, eval_loader
+    from ..data.augment import crop_mean
+    from ..train.evaluate import eval_loader
 
-    out = [crop_probabilities(model(x), y.shape[0]).cpu()
-           for x, y in eval_loader(images, saved, normalizer, device, batch_size).epoch()]
-    return torch.cat(out) if out else torch.zeros(0, saved["num_classes"])
+    out = [crop_mean(model(x).float().softmax(1), y.shape[0]).cpu()
+           for x, y in eval_loader(images, record, normalizer, device, batch_size).epoch()]
+    return torch.cat(out) if out else torch.zeros(0, record.num_classes)
 
 
 def _display_images(split, count: int) -> torch.Tensor:
@@ -104,8 +106,9 @@ def write_report(run_dir: str | Path, out: Output | None = None, data: str | Non
     """Write RUN_DIR/report.html (or `out`, a path or a text file object): summary, learning curves,
     confusion matrix, per-class accuracy, sample test predictions with their images, first-layer
     filters. Evaluates the run on its test split (fp32, as `resnetlab eval`)."""
+    from ..run import load_trained
     from ..train.engine import resolve_device
-    from ..train.evaluate import evaluate_split, load_trained, open_run_data
+    from ..train.evaluate import evaluate_split, open_run_data
     from ..train.metrics import read_metrics
     from .confusion import plot_confusion
     from .curves import plot_run_curves
@@ -113,15 +116,14 @@ def write_report(run_dir: str | Path, out: Output | None = None, data: str | Non
 
     if samples < 1:
         raise ResnetlabError(f"--samples must be 1 or more, got {samples}")
-    run = run_folder(run_dir)
+    run = Run.open(run_dir)
     dev = resolve_device(device)
-    model, saved, normalizer = load_trained(run, dev)
-    cfg = saved["config"]
-    summary_file = run / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    name = run.resolve().name
-    spec, splits = open_run_data(saved, data, data_dir)
-    result = evaluate_split(model, saved, normalizer, spec, splits, device=dev)
+    model, record, normalizer = load_trained(run.root, dev)
+    cfg = record.config
+    summary = run.summary() or {}
+    name = run.root.resolve().name
+    spec, splits = open_run_data(record, data, data_dir)
+    result = evaluate_split(model, record, normalizer, spec, splits, device=dev)
     classes = result["classes"]
     data_name = Path(str(spec)).name
 
@@ -129,35 +131,35 @@ def write_report(run_dir: str | Path, out: Output | None = None, data: str | Non
     pool_size = min(len(splits.test), max(512, samples))
     pool = torch.randperm(len(splits.test), generator=torch.Generator().manual_seed(seed))[:pool_size]
     pool_set = splits.test.subset(pool)
-    probs = predict(model, pool_set, saved, normalizer, dev)
+    probs = predict(model, pool_set, record, normalizer, dev)
     labels, shown = pool_set.labels, _display_images(pool_set, pool_size)
     n_random = min(samples, pool_size)
     wrong = (probs.argmax(1) != labels).nonzero().flatten()
     wrong = wrong[wrong >= n_random][:max(1, min(12, samples // 2))]
     n_wrong = int((probs[:n_random].argmax(1) != labels[:n_random]).sum())
 
-    records = read_metrics(run / "metrics.jsonl")
+    records = read_metrics(run.metrics_file)
     conv_name, conv = first_conv(model)
-    curves_title = f"{cfg['model']}: training error (dashed), test error (solid)"
+    curves_title = f"{cfg.model}: training error (dashed), test error (solid)"
     curves = (_img(_figure(plot_run_curves, {name: records}, title=curves_title), "learning curves")
               if records else "<p>No training metrics in this run folder (not trained yet, or imported).</p>")
-    confusion_title = f"{cfg['model']} on {data_name}, {result['split']} split"
+    confusion_title = f"{cfg.model} on {data_name}, {result['split']} split"
     confusion = _img(_figure(plot_confusion, result["confusion_matrix"], classes, title=confusion_title),
                      "confusion matrix")
     filters = _img(_figure(plot_filters, conv.weight.detach().cpu(), layer=conv_name,
-                           title=f"{cfg['model']} ({name})"), "first-layer filters")
+                           title=f"{cfg.model} ({name})"), "first-layer filters")
     e = html.escape
     written = time.strftime("%Y-%m-%d %H:%M")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(name)}: {e(cfg['model'])} on {e(data_name)}</title>
+<title>{e(name)}: {e(cfg.model)} on {e(data_name)}</title>
 <style>{_STYLE}</style></head>
 <body>
-<h1>{e(name)}: {e(cfg['model'])} on {e(data_name)}</h1>
-<p class="sub">resnetlab run report, written {e(written)} from {e(str(run.resolve()))}</p>
+<h1>{e(name)}: {e(cfg.model)} on {e(data_name)}</h1>
+<p class="sub">resnetlab run report, written {e(written)} from {e(str(run.root.resolve()))}</p>
 <h2>Summary</h2>
-{_summary_table(model, saved, summary, result, spec)}
+{_summary_table(model, record, summary, result, spec)}
 <h2>Learning curves</h2>
 {curves}
 <h2>Confusion matrix</h2>
@@ -181,7 +183,7 @@ def write_report(run_dir: str | Path, out: Output | None = None, data: str | Non
 </body></html>
 """
     if out is None:
-        out = run / "report.html"
+        out = run.root / "report.html"
     if isinstance(out, (str, Path)):
         out = Path(out)
         try:
@@ -198,31 +200,29 @@ def _img(uri: str, alt: str) -> str:
     return f'<img class="figure" alt="{html.escape(alt)}" src="{uri}">'
 
 
-def _summary_table(model, saved: dict, summary: dict, result: dict, spec) -> str:
+def _summary_table(model, record: RunRecord, summary: dict, result: dict, spec) -> str:
     from ..models import count_params
 
-    cfg, recipe = saved["config"], saved["config"]["recipe"]
-    engine = summary.get("engine") or _engine_text(saved.get("engine", {}))
+    cfg, recipe = record.config, record.config.recipe
+    engine = summary.get("engine") or _engine_text(record.engine.to_dict())
     length = (f"{summary['epochs']:.1f} epochs, {summary['steps']} iterations" if "steps" in summary
-              else f"{saved.get('total_steps', '?')} iterations planned (unfinished)")
-    nesterov = " Nesterov" if recipe.get("nesterov") else ""
-    recipe_text = (f"{recipe.get('name', '?')}: batch {recipe.get('batch_size', '?')}, "
-                   f"lr {recipe.get('lr', '?')} ({recipe.get('schedule', '?')}), "
-                   f"momentum {recipe.get('momentum', '?')}{nesterov}, "
-                   f"weight decay {recipe.get('weight_decay', '?')}, augment {recipe.get('augment', '?')}, "
-                   f"normalize {recipe.get('normalize', '?')}; {length}")
-    if "imported_from" in saved:   # `resnetlab import`: weights trained elsewhere
-        recipe_text = (f"not trained here: imported from {saved['imported_from']} "
-                       f"({saved.get('description', '')}); normalize {recipe.get('normalize', '?')}")
-    options = ", ".join(f"{k}={v}" for k, v in (cfg.get("model_options") or {}).items())
-    parts = (("train_images", "training"), ("val_images", "validation"), ("test_images", "test"))
-    counts = [f"{saved[key]} {what}" for key, what in parts if saved.get(key)]
-    torch_version = saved.get("torch") and f"torch {saved['torch']}"
-    machine = ", ".join(x for x in (saved.get("machine"), torch_version) if x)
+              else f"{record.total_steps or '?'} iterations planned (unfinished)")
+    nesterov = " Nesterov" if recipe.nesterov else ""
+    recipe_text = (f"{recipe.name}: batch {recipe.batch_size}, lr {recipe.lr} ({recipe.schedule}), "
+                   f"momentum {recipe.momentum}{nesterov}, weight decay {recipe.weight_decay}, "
+                   f"augment {recipe.augment}, normalize {recipe.normalize}; {length}")
+    if record.imported_from:   # `resnetlab import`: weights trained elsewhere
+        recipe_text = (f"not trained here: imported from {record.imported_from} "
+                       f"({record.description or ''}); normalize {recipe.normalize}")
+    options = ", ".join(f"{k}={v}" for k, v in cfg.model_options.items())
+    parts = ((record.train_images, "training"), (record.val_images, "validation"),
+             (record.test_images, "test"))
+    counts = [f"{n} {what}" for n, what in parts if n]
+    machine = ", ".join(x for x in (record.machine, record.torch and f"torch {record.torch}") if x)
     rows = [
-        ("model", f"{cfg['model']}{f' ({options})' if options else ''}, {count_params(model):,} parameters"),
+        ("model", f"{cfg.model}{f' ({options})' if options else ''}, {count_params(model):,} parameters"),
         ("data", f"{spec}: {', '.join(counts) + ' images, ' if counts else ''}"
-                 f"input {'x'.join(map(str, saved['input_size']))}, {len(result['classes'])} classes"),
+                 f"input {'x'.join(map(str, record.input_size))}, {len(result['classes'])} classes"),
         ("recipe", recipe_text),
         ("engine", f"{engine}{f' ({machine})' if machine else ''}"),
         ("test error (top-1 / top-5)", f"{_pct(result['top1_error'])} / {_pct(result['top5_error'])} on "

@@ -1,6 +1,6 @@
 """A linear classifier f = Wx + b on flattened pixels, and its rows of W drawn as class templates.
 
-PAPER.md section 4: a linear classifier learns one template per class; each row of W reshaped to
+A linear classifier learns one template per class; each row of W reshaped to
 the image shape is a picture (a blurry car, a two-headed horse, a ship on blue). Softmax regression,
 trained with minibatch Adam on the in-memory uint8 images (converted batch by batch, so CIFAR-size
 sets need no float copy), pixels scaled to [0, 1] with the per-pixel training mean subtracted, and an
@@ -129,7 +129,8 @@ def fit_templates(data: str = "fashion-mnist", data_dir: str | None = None, epoc
                   image_size: int | None = None, seed: int = 0,
                   weight_decay: float = 1e-2) -> LinearClassifier:
     """Load an in-memory data set and train the linear classifier on it (see train_linear)."""
-    from ..data.stream import StreamSplits, open_data
+    from ..data.open import open_data
+    from ..data.stream import StreamSplits
 
     splits = open_data(data, data_dir=data_dir, image_size=image_size)
     if isinstance(splits, StreamSplits):

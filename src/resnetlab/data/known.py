@@ -1,26 +1,14 @@
-"""Where image data sets come from, and `load_dataset`, which reads any of them into memory as uint8
-tensors.
-
-Two kinds of source:
-
-* the known data sets (MNIST, Fashion-MNIST as IDX files; CIFAR-10/100 as the official python pickles),
-  found on disk in the usual layouts (torchvision's, Debian's, the official archives) or downloaded
-  from their official addresses with an md5 check;
-* a folder (or a .tar/.tar.gz of one) with one sub-folder per class, optionally split into train/ and
-  val/ (or test/), decoded once and cached as safetensors.
-
-This module holds the containers (ImageSet, DataSplits), the known data sets, the search roots,
-locating and downloading, and the dispatch; the formats are read by `idx` (MNIST), `cifar` (CIFAR
-pickles) and `folders` (image decoding, class folders, the decoded-folder cache), whose public
-names are importable from here too. Everything a user can get wrong (missing files, damaged files,
-a bad folder layout) ends in one ResnetlabError line that names the file and the fix.
+"""The known data sets (MNIST and Fashion-MNIST as IDX files, CIFAR-10/100 as the official python
+pickles): where their files are found on disk (the usual layouts: torchvision's, Debian's, the
+official archives), how they are downloaded from their official addresses with an md5 check, and
+`load_known`, which reads one into memory through `idx` or `cifar`. Everything a user can get wrong
+(missing or damaged files) ends in one ResnetlabError line that names the file and the fix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import logging
 import os
 import tempfile
 import urllib.error
@@ -29,35 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..errors import ResnetlabError
 from ..paths import cache_root
-from .cifar import load_cifar, read_cifar_batch
-from .folders import (
-    DEFAULT_IMAGE_SIZE,
-    IMAGE_EXTENSIONS,
-    MAX_BAD_FRACTION,
-    TEST_DIR_NAMES,
-    FolderIndex,
-    cache_key,
-    decode_image,
-    decode_index,
-    fit_square,
-    is_archive,
-    load_cache,
-    save_cache,
-    scan_image_folder,
-)
-from .idx import idx_file, load_idx_split, read_idx
-
-__all__ = [
-    "DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "KNOWN_DATASETS", "MAX_BAD_FRACTION", "SYSTEM_ROOTS",
-    "TEST_DIR_NAMES", "DataSplits", "FolderIndex", "ImageSet", "decode_image", "fetch", "list_sources",
-    "load_dataset", "locate", "read_cifar_batch", "read_idx", "scan_image_folder",
-]
-
-log = logging.getLogger(__name__)
+from .cifar import load_cifar
+from .idx import idx_file, load_idx_split
+from .splits import DataSplits, ImageSet
 
 KNOWN_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 
@@ -66,50 +30,6 @@ KNOWN_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 SYSTEM_ROOTS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
 
 DOWNLOAD_TIMEOUT = 15  # seconds without an answer before a download counts as offline
-
-
-# --------------------------------------------------------------------------------------------------
-# Containers
-
-
-@dataclass
-class ImageSet:
-    """Images and labels of one split: `images` uint8 N x C x H x W (contiguous), `labels` int64 N."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: list[str]
-
-    def __post_init__(self):
-        # Programming errors, not user errors: every reader builds these tensors itself.
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 N x C x H x W, got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
-        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
-            raise ValueError(f"labels must be int64 of shape ({len(self.images)},), got "
-                             f"{self.labels.dtype} {tuple(self.labels.shape)}")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of the stored images (StreamSet has the same property)."""
-        return tuple(self.images.shape[1:])
-
-    def subset(self, index: torch.Tensor | slice) -> ImageSet:
-        """The images at `index` (a slice, index tensor or boolean mask), same classes."""
-        return ImageSet(self.images[index].contiguous(), self.labels[index].contiguous(),
-                        list(self.classes))
-
-
-@dataclass
-class DataSplits:
-    name: str
-    train: ImageSet
-    test: ImageSet
-    classes: list[str]
-    source: str
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,7 +88,7 @@ _KNOWN = {
 }
 
 
-def _canonical_name(spec: str) -> str | None:
+def canonical_name(spec: str) -> str | None:
     """The known data set `spec` names ("FashionMNIST", "cifar_10", ...), or None for a path."""
     if "/" in spec or os.sep in spec:
         return None
@@ -177,7 +97,7 @@ def _canonical_name(spec: str) -> str | None:
 
 
 def _known(name: str) -> _Known:
-    canonical = _canonical_name(str(name))
+    canonical = canonical_name(str(name))
     if canonical is None:
         raise ResnetlabError(f"unknown data set {name!r}; known: {', '.join(KNOWN_DATASETS)}")
     return _KNOWN[canonical]
@@ -187,7 +107,7 @@ def _known(name: str) -> _Known:
 # Finding files
 
 
-def _user_roots(data_dir: str | Path | None) -> list[Path]:
+def user_roots(data_dir: str | Path | None) -> list[Path]:
     """Roots the user controls, in search order: data_dir, $RESNETLAB_DATA, the user cache."""
     roots = [Path(data_dir).expanduser()] if data_dir else []
     if os.environ.get("RESNETLAB_DATA"):
@@ -196,11 +116,11 @@ def _user_roots(data_dir: str | Path | None) -> list[Path]:
     return list(dict.fromkeys(roots))  # drop repeats, keep order
 
 
-def _search_roots(data_dir: str | Path | None) -> list[Path]:
-    return list(dict.fromkeys(_user_roots(data_dir) + list(SYSTEM_ROOTS)))
+def search_roots(data_dir: str | Path | None) -> list[Path]:
+    return list(dict.fromkeys(user_roots(data_dir) + list(SYSTEM_ROOTS)))
 
 
-def _first_writable(roots: Iterable[Path]) -> Path | None:
+def first_writable(roots: Iterable[Path]) -> Path | None:
     for root in roots:
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -241,7 +161,7 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
     files); they are checked for structure when read.
     """
     known = _known(name)
-    for root in _search_roots(data_dir):
+    for root in search_roots(data_dir):
         for place in _candidates(known, root):
             if _is_complete(known, place):
                 return place
@@ -250,7 +170,7 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
 
 def list_sources(data_dir: str | Path | None = None) -> list[dict]:
     """One row per known data set: name, found, path (or None), searched (the roots, in order)."""
-    searched = [str(r) for r in _search_roots(data_dir)]
+    searched = [str(r) for r in search_roots(data_dir)]
     rows = []
     for name in KNOWN_DATASETS:
         path = locate(name, data_dir)
@@ -286,7 +206,7 @@ def _md5(path: Path) -> str:
 
 def _offline_message(known: _Known, url: str, reason: object, data_dir) -> str:
     files = ", ".join(f for f, _ in known.downloads)
-    places = ", ".join(str(r) for r in _search_roots(data_dir))
+    places = ", ".join(str(r) for r in search_roots(data_dir))
     hint = (" (or run `apt-get install dataset-fashion-mnist`)" if known.name == "fashion-mnist" else "")
     return (f"cannot download {known.name} from {url} ({reason}); looked for it in {places}; "
             f"put {files} into <one of those folders>/{known.name}/{hint}")
@@ -327,9 +247,9 @@ def fetch(name: str, data_dir: str | Path | None = None) -> Path:
     found = locate(known.name, data_dir)
     if found is not None:
         return found
-    root = _first_writable(_user_roots(data_dir))
+    root = first_writable(user_roots(data_dir))
     if root is None:
-        places = ", ".join(str(r) for r in _user_roots(data_dir))
+        places = ", ".join(str(r) for r in user_roots(data_dir))
         raise ResnetlabError(f"cannot download {known.name}: none of {places} is writable; "
                              f"pass --data-dir (or set RESNETLAB_DATA) to a writable folder")
     folder = root / known.name
@@ -342,71 +262,17 @@ def fetch(name: str, data_dir: str | Path | None = None) -> Path:
     return folder / known.archive if known.archive else folder
 
 
-
 # --------------------------------------------------------------------------------------------------
-# Image folders: find the path, then the decoded-folder cache or the images themselves
+# Reading one into memory
 
 
-def folder_path(spec: str | Path) -> Path:
-    """The resolved path of a class-folder data set given as `spec`: a folder or an archive of one."""
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise ResnetlabError(f"{spec}: no such folder or archive; give a known data set "
-                             f"({', '.join(KNOWN_DATASETS)}) or a folder of class sub-folders")
-    path = path.resolve()
-    if not path.is_dir() and not is_archive(path):
-        raise ResnetlabError(f"{path}: not a folder or a .tar/.tar.gz/.tgz archive of one; give a known "
-                             f"data set ({', '.join(KNOWN_DATASETS)}) or a folder of class sub-folders")
-    return path
-
-
-def _load_folder(spec, data_dir, image_size, split_fraction, seed) -> DataSplits:
-    path = folder_path(spec)
-    # An archive's key needs only a stat, so a cached archive is never even listed.
-    index = None if is_archive(path) else scan_image_folder(path, split_fraction, seed)
-    key = cache_key(path, index, image_size, split_fraction, seed)
-    roots = _user_roots(data_dir)
-    cached = load_cache(key, roots)
-    if cached is not None:
-        log.info("loaded %s from the decoded-image cache", path)
-        train, test, classes = cached
-    else:
-        index = index or scan_image_folder(path, split_fraction, seed)
-        train, test = decode_index(index, image_size, str(path))
-        classes = list(index.classes)
-        save_cache(key, _first_writable(roots), train, test, classes, str(path))
-    return DataSplits(str(spec), ImageSet(*train, list(classes)), ImageSet(*test, list(classes)),
-                      list(classes), str(path))
-
-
-# --------------------------------------------------------------------------------------------------
-# The entry point
-
-
-def _resize_splits(splits: DataSplits, image_size: int) -> DataSplits:
-    for s in (splits.train, splits.test):
-        s.images = fit_square(s.images, image_size) if len(s) else s.images
-    return splits
-
-
-def load_dataset(spec: str | Path, data_dir: str | Path | None = None, download: bool = True,
-                 image_size: int | None = None, split_fraction: float = 0.1, seed: int = 0) -> DataSplits:
-    """Load a known data set by name, or a class-folder data set from a folder or archive path.
-
-    Names: mnist, fashion-mnist, cifar10, cifar100 (spelling variants like FashionMNIST work; write
-    ./cifar10 for a folder of that name). A missing known data set is downloaded if `download`.
-    `image_size`, when given, resizes the shorter side and centre-crops a square; folders whose
-    images differ in size get DEFAULT_IMAGE_SIZE when it is not given. Folders without train/ and
-    val/ hold out `split_fraction` of each class (chosen with `seed`).
-    """
-    name = None if isinstance(spec, Path) else _canonical_name(str(spec))
-    if name is None:
-        return _load_folder(spec, data_dir, image_size, split_fraction, seed)
+def load_known(name: str, data_dir: str | Path | None = None, download: bool = True) -> DataSplits:
+    """The known data set `name` (canonical) in memory: found on disk, else downloaded if `download`."""
     known = _KNOWN[name]
     place = locate(name, data_dir)
     if place is None:
         if not download:
-            places = ", ".join(str(r) for r in _search_roots(data_dir))
+            places = ", ".join(str(r) for r in search_roots(data_dir))
             raise ResnetlabError(f"{name} not found in {places}; run `resnetlab data fetch {name}` "
                                  f"or put its files into one of those folders under {name}/")
         place = fetch(name, data_dir)
@@ -417,42 +283,4 @@ def load_dataset(spec: str | Path, data_dir: str | Path | None = None, download:
     else:
         classes, parts = load_cifar(place, known.layout_dirs[0], known.meta, (known.train, known.test))
         train, test = (ImageSet(images, labels, classes) for images, labels in parts)
-    splits = DataSplits(name, train, test, classes, str(place))
-    return _resize_splits(splits, image_size) if image_size else splits
-
-
-def restrict(splits: DataSplits, classes: list[int] | None = None, per_class: int | None = None,
-             seed: int = 0) -> DataSplits:
-    """Only the given classes (relabelled 0..k-1 in the order given), and at most `per_class`
-    training images of each (a fixed random choice per seed): for transfer-learning studies."""
-    if not classes and not per_class:
-        return splits
-    if not isinstance(splits.train, ImageSet):
-        raise ResnetlabError("--classes / --per-class need the data in memory; use --stream off")
-    names = splits.classes
-    classes = list(classes) if classes else list(range(len(names)))
-    bad = [c for c in classes if not 0 <= c < len(names)]
-    if bad or len(set(classes)) != len(classes):
-        raise ResnetlabError(f"--classes {classes}: give distinct class indices in 0..{len(names) - 1}")
-    mapping = torch.full((len(names),), -1, dtype=torch.int64)
-    mapping[classes] = torch.arange(len(classes))
-    kept = [names[c] for c in classes]
-
-    def pick(part: ImageSet, limit: int | None) -> ImageSet:
-        new = mapping[part.labels]
-        index = (new >= 0).nonzero().flatten()
-        if limit:
-            gen = torch.Generator().manual_seed(seed + 104729)
-            chosen = []
-            for c in range(len(classes)):
-                members = index[new[index] == c]
-                if len(members) < limit:
-                    raise ResnetlabError(f"class {kept[c]!r} has {len(members)} training images, fewer "
-                                         f"than --per-class {limit}")
-                chosen.append(members[torch.randperm(len(members), generator=gen)[:limit]])
-            index = torch.cat(chosen).sort().values
-        sub = part.subset(index)
-        return ImageSet(sub.images, mapping[sub.labels], kept)
-
-    return DataSplits(splits.name, pick(splits.train, per_class), pick(splits.test, None), kept,
-                      splits.source)
+    return DataSplits(name, train, test, classes, str(place))

@@ -9,7 +9,8 @@ import pytest
 import torch
 from fakedata import check_cifar10, tar_folder, write_cifar10, write_idx_set
 
-from resnetlab.data import ImageSet, fetch, list_sources, load_dataset, locate, sources
+from resnetlab.data import ImageSet, fetch, list_sources, load_dataset, locate
+from resnetlab.data import known as sources
 from resnetlab.errors import ResnetlabError
 
 pytestmark = pytest.mark.usefixtures("isolated")
