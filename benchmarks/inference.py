@@ -122,7 +122,8 @@ def reference_model(images: torch.Tensor, calibrate: bool) -> torch.nn.Module:
 
 def build_paths(tv: torch.nn.Module, args, example: torch.Tensor, tmp: Path) -> list[Candidate]:
     from resnetlab import create_model
-    from resnetlab.export import export_onnx, fold_batchnorm
+    from resnetlab.export import export_onnx
+    from resnetlab.models.fold import fold_batchnorm
 
     cl = torch.channels_last
 
