@@ -30,6 +30,7 @@ from .data.augment import Normalizer
 from .errors import ResnetlabError
 from .models.fold import fold_with_pairs
 from .predict import LUMINANCE, TrainedRun, load_run
+from .quantize import QUANTIZE, calibration_inputs, quantize_int8
 from .train.checkpoint import write_json
 
 FORMATS = ("onnx", "torchscript")
@@ -137,6 +138,24 @@ def _check(fmt: str, path: Path, reference: nn.Module, example: torch.Tensor) ->
     return {"checked": True, "runtime": runtime, "max_abs_logit_diff": diff, "batch": example.shape[0]}
 
 
+def _check_quantized(path: Path, reference: nn.Module, inputs: torch.Tensor, batch: int | None) -> dict:
+    """An int8 file cannot match fp32 logits to 1e-3: report how often its top-1 class agrees with
+    PyTorch's on the calibration inputs (the test-set accuracy is `resnetlab eval FILE`'s to say)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return {"checked": False, "reason": "onnxruntime is not installed (pip install 'resnetlab[onnx]')"}
+    from .exported import OnnxModel
+
+    x = inputs[:256]
+    got = OnnxModel(path, batch, "uint8" if x.dtype == torch.uint8 else "float32")(x)
+    with torch.no_grad():
+        expected = reference(x).float()
+    agree = (got.argmax(1) == expected.argmax(1)).float().mean().item()
+    return {"checked": True, "runtime": "onnxruntime", "top1_agreement": agree,
+            "max_abs_logit_diff": (got - expected).abs().max().item(), "images": int(len(x))}
+
+
 # --------------------------------------------------------------------------------------------------
 # The contract
 
@@ -178,6 +197,7 @@ def preprocess_contract(run: TrainedRun, included: bool) -> dict:
         "channels": "gray" if c == 1 else "RGB",
         "luminance": list(LUMINANCE) if c == 1 else None,
         "geometry": g,
+        "eval_view": run.view,   # the run's evaluation view (resnetlab eval FILE uses it: ten crops too)
         "interpolation": "bilinear, antialiased",
         "mean": stat(norm.mean),
         "std": stat(norm.std),
@@ -203,12 +223,20 @@ def parse_batch(batch: str | int) -> int | None:
 
 
 def export(run_or_checkpoint: str | Path, out: str | Path, format: str = "onnx", opset: int | None = None,
-           batch: str | int = "dynamic", include_preprocess: bool = False, check: bool = True) -> dict:
+           batch: str | int = "dynamic", include_preprocess: bool = False, check: bool = True,
+           quantize: str | None = None, calibration: int = 512, calibration_method: str = "minmax",
+           activations: str = "uint8") -> dict:
     """Export a run (folder or checkpoint) with BatchNorm folded; writes `out` and `out`.json and
-    returns the sidecar's contents (plus "check": the written file run against PyTorch)."""
+    returns the sidecar's contents (plus "check": the written file run against PyTorch).
+    quantize="int8": static int8 quantization in onnxruntime, calibrated on `calibration` training
+    images (resnetlab.quantize)."""
     fmt = str(format).lower()
     if fmt not in FORMATS:
         raise ResnetlabError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ResnetlabError(f"--quantize must be {' or '.join(QUANTIZE)}, got {quantize!r}")
+    if quantize and fmt != "onnx":
+        raise ResnetlabError("--quantize applies to --format onnx only")
     if opset is not None and fmt != "onnx":
         raise ResnetlabError("--opset applies to --format onnx only")
     if opset is not None and opset < 7:
@@ -237,6 +265,15 @@ def export(run_or_checkpoint: str | Path, out: str | Path, format: str = "onnx",
         if fmt == "onnx":
             exporter = export_onnx(module, example, tmp, opset, dynamic_batch=fixed is None)
             opset_used = onnx_opset(tmp) or opset
+            if quantize:
+                fp32 = tmp.with_name(tmp.name + ".fp32")
+                os.replace(tmp, fp32)
+                try:
+                    inputs = calibration_inputs(run, calibration, pixels=include_preprocess)
+                    quantized = quantize_int8(fp32, tmp, inputs, calibration, fixed, calibration_method,
+                                              activations)
+                finally:
+                    fp32.unlink(missing_ok=True)
         else:
             export_torchscript(module, example, tmp)
             exporter, opset_used = "torch.jit.trace", None
@@ -244,8 +281,11 @@ def export(run_or_checkpoint: str | Path, out: str | Path, format: str = "onnx",
     finally:
         tmp.unlink(missing_ok=True)
     batch_dim = "batch" if fixed is None else fixed
+    cfg = run.record.config
     sidecar = {
         "format": fmt,
+        "precision": "int8" if quantize else "fp32",
+        **({"quantization": quantized} if quantize else {}),
         "exporter": exporter,
         **({"opset": opset_used} if fmt == "onnx" else {}),
         "torch": torch.__version__,
@@ -259,12 +299,16 @@ def export(run_or_checkpoint: str | Path, out: str | Path, format: str = "onnx",
                   "dtype": "uint8" if include_preprocess else "float32", "layout": "NCHW"},
         "output": {"name": "logits", "shape": [batch_dim, len(run.classes)], "dtype": "float32"},
         "preprocess": preprocess_contract(run, include_preprocess),
+        # What `resnetlab eval FILE` evaluates on by default: the run's own data, as it opened it.
+        "data": {"spec": cfg.data, "data_dir": cfg.data_dir, "image_size": cfg.image_size,
+                 "stream": cfg.stream, "classes": cfg.classes},
     }
     sidecar_path = Path(f"{out}.json")
     write_json(sidecar_path, sidecar)   # temp file + rename, as every file of a run
     result = {**sidecar, "path": str(out), "sidecar": str(sidecar_path)}
     if check:
-        result["check"] = _check(fmt, out, reference, example)
+        result["check"] = (_check_quantized(out, reference, inputs, fixed) if quantize
+                           else _check(fmt, out, reference, example))
     return result
 
 

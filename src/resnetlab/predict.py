@@ -76,6 +76,10 @@ class TrainedRun:
     def model_name(self) -> str:
         return self.record.config.model
 
+    def inference_model(self, device: torch.device | str) -> torch.nn.Module:
+        """The model in the form predictions use (see `inference_model`)."""
+        return inference_model(self.model, device)
+
     # ---- geometry -----------------------------------------------------------------------------------
 
     @property
@@ -225,7 +229,7 @@ def predict(run: str | Path | TrainedRun, paths: Sequence[str | Path], topk: int
         run = load_run(run, "cpu")
     files = collect_images(paths)
     on_skip = on_skip or _warn
-    model = inference_model(run.model, dev)
+    model = run.inference_model(dev)
     norm = run.input_normalizer()
     k = min(topk, len(run.classes))
 

@@ -11,8 +11,9 @@ def add_commands(sub) -> None:
                        description="Top-k classes of images (JPEG, PNG, BMP, GIF, WEBP, TIFF; any size and "
                                    "mode) with a run's model, resized and normalised as the run's "
                                    "evaluation does. A folder stands for its images.")
-    p.add_argument("source", metavar="RUN_OR_CHECKPOINT",
-                   help="a run folder of `resnetlab train`, or one of its checkpoints/step-N folders")
+    p.add_argument("source", metavar="RUN_OR_FILE",
+                   help="a run folder of `resnetlab train`, one of its checkpoints/step-N folders, or an "
+                        ".onnx file of `resnetlab export` (its sidecar FILE.json beside it; onnxruntime)")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders of images")
     p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
@@ -23,16 +24,18 @@ def add_commands(sub) -> None:
 
 
 def cmd_predict(args) -> int:
+    from ..exported import is_exported, load_exported
     from ..predict import collect_images, format_predictions, predict
 
     files = collect_images(args.images)
+    source = load_exported(args.source) if is_exported(args.source) else args.source
     skipped = []
 
     def on_skip(path: str, reason: str) -> None:
         skipped.append(path)
         print(f"warning: skipping {path} ({len(skipped)} unreadable so far): {reason}", file=sys.stderr)
 
-    results = predict(args.source, files, topk=args.topk, device=args.device, batch_size=args.batch_size,
+    results = predict(source, files, topk=args.topk, device=args.device, batch_size=args.batch_size,
                       on_skip=on_skip)
     if skipped:
         print(f"warning: {len(skipped)} of {len(files)} images could not be read and were skipped",

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..data.augment import NORMALIZATIONS
 from ..errors import ResnetlabError
 from ..models.blocks import SHORTCUTS
+from ..train.metrics import TENSORBOARD
 from ..train.recipe import RECIPES, get_recipe
 from .flags import add_recipe_flags, recipe_overrides
 
@@ -55,7 +56,8 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("eval", help="evaluate a trained run: top-1/top-5 error, per-class accuracy, "
                                     "confusion matrix")
-    p.add_argument("run_dir", help="a run folder written by `resnetlab train`")
+    p.add_argument("run_dir", metavar="RUN_OR_FILE", help="a run folder written by `resnetlab train`, or an "
+                   ".onnx file of `resnetlab export` (run in onnxruntime, with its sidecar's preprocessing)")
     p.add_argument("--data", help="data set (default: the one the run was trained on)")
     p.add_argument("--data-dir")
     p.add_argument("--split", default="test", choices=["test", "train"])
@@ -101,6 +103,9 @@ def _add_training_flags(p) -> None:
                    "(an address of node 0 and a free port)")
     p.add_argument("--sync-bn", action="store_true", help="several processes: BatchNorm statistics over "
                    "the global batch (SyncBatchNorm)")
+    p.add_argument("--tensorboard", default="auto", choices=TENSORBOARD,
+                   help="TensorBoard event files in the run folder (`tensorboard --logdir runs/`); auto: "
+                        "when the tensorboard package is installed (pip install 'resnetlab[tensorboard]')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -114,7 +119,8 @@ def _config_from_args(args, model: str, options: dict, **extra):
                        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                        train_subset=args.train_subset, train_eval_sample=args.train_eval_sample,
                        image_size=args.image_size, stream=args.stream,
-                       sync_bn=args.sync_bn, classes=args.classes, per_class=args.per_class, **extra)
+                       sync_bn=args.sync_bn, classes=args.classes, per_class=args.per_class,
+                       tensorboard=args.tensorboard, **extra)
 
 
 def cmd_finetune(args) -> int:
@@ -300,10 +306,14 @@ def cmd_import(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from ..exported import evaluate_exported, is_exported
     from ..train.evaluate import evaluate_run
 
-    r = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device,
-                     split=args.split)
+    if is_exported(args.run_dir):
+        r = evaluate_exported(args.run_dir, data=args.data, data_dir=args.data_dir, split=args.split)
+    else:
+        r = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device,
+                         split=args.split)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0

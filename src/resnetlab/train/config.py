@@ -33,6 +33,8 @@ class TrainConfig:
     stream: str = "auto"             # image folders: auto (stream if too big for memory) | on | off
     train_eval_sample: int = 0       # also evaluate this many un-augmented training images (a fixed
                                      # sample, the same for every seed) at each evaluation
+    tensorboard: str = "auto"        # TensorBoard event files in the run folder: auto (when the
+                                     # tensorboard package is installed) | on | off
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

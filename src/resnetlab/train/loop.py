@@ -43,7 +43,7 @@ from .config import TrainConfig
 from .distributed import Dist
 from .engine import Engine, choose_engine, machine_id, resolve_device
 from .evaluate import evaluate
-from .metrics import MetricsLog
+from .metrics import MetricsLog, tensorboard_writer
 from .recipe import Recipe, Schedule
 
 __all__ = ["TrainConfig", "Diverged", "train", "resume", "finish_run"]
@@ -238,6 +238,8 @@ def _set_up(cfg: TrainConfig, run: Run, record: RunRecord | None, d: Dist, data:
         _log(f"training {cfg.model} on {cfg.data} ({len(train_set)} images, {num_classes} classes) "
              f"for {total_steps} steps with {recipe.name}; engine: {engine.label()} "
              f"[{engine.chosen_by}: {engine.probe}]" + (f"; {d.world_size} processes" if d.enabled else ""))
+    if d.is_main:   # a resumed run's events past its checkpoint are dropped: they are logged again
+        log.mirror = tensorboard_writer(run.root, cfg.tensorboard, purge_step=step + 1 if record else None)
 
     # ---- loaders: each rank its slice of every training batch and its share of the test set ----------
     train_view = View(recipe.augment, recipe.pad, recipe.crop_size, pca_lighting=recipe.pca_lighting)
@@ -374,6 +376,7 @@ def _finish(s: Session) -> dict:
         save_weights(s.run.weights_file, s.model, {"model": s.cfg.model, "step": s.step})
         summary = _summary(s.cfg, s.log, s.step, s.steps_per_epoch, s.engine)
         s.run.save_summary(summary)
+        s.log.close()
         _log(f"done: test error {summary['test_top1_error']:.4f} (top-5 {summary['test_top5_error']:.4f}) "
              f"after {s.step} steps; weights in {s.run.weights_file}")
     summary = distributed.broadcast(summary, s.d)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ResnetlabError
+
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
     """Number of samples whose label is among the k highest scores, for each k (k capped at C)."""
@@ -46,16 +48,52 @@ class EvalResult:
         }
 
 
-class MetricsLog:
-    """Append-only JSON lines, flushed per record so a killed run keeps what it logged."""
+TENSORBOARD = ("auto", "on", "off")
 
-    def __init__(self, path: str | Path):
+
+def tensorboard_writer(log_dir: str | Path, mode: str = "auto", purge_step: int | None = None):
+    """A TensorBoard SummaryWriter writing event files into `log_dir` (the run folder, so
+    `tensorboard --logdir runs/` shows every run), or None: mode "off", or "auto" where the
+    tensorboard package is not installed. `purge_step`: events of the interrupted attempt from this
+    step on are dropped (a resumed run logs them again; metrics.jsonl keeps up to its checkpoint)."""
+    if mode not in TENSORBOARD:
+        raise ResnetlabError(f"--tensorboard must be one of {', '.join(TENSORBOARD)}, got {mode!r}")
+    if mode == "off":
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        if mode == "on":
+            raise ResnetlabError("--tensorboard on needs the tensorboard package: "
+                                 "pip install 'resnetlab[tensorboard]'") from None
+        return None
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+
+class MetricsLog:
+    """Append-only JSON lines, flushed per record so a killed run keeps what it logged; the source of
+    truth. `mirror`, a TensorBoard SummaryWriter, gets every numeric field as a scalar too
+    ("train/train_loss", "eval/test_top1_error", ...)."""
+
+    def __init__(self, path: str | Path, mirror=None):
         self.path = Path(path)
+        self.mirror = mirror
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
+        if self.mirror is not None:
+            kind, step = record.get("kind", "record"), record.get("step", 0)
+            for key, value in record.items():
+                numeric = isinstance(value, int | float) and not isinstance(value, bool)
+                if numeric and key not in ("kind", "step"):
+                    self.mirror.add_scalar(f"{kind}/{key}", value, step)
+            self.mirror.flush()
+
+    def close(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
 
     def read(self) -> list[dict]:
         return read_metrics(self.path)

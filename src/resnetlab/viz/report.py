@@ -22,7 +22,8 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bo
 p.sub { color: #666; margin-top: 0; }
 table { border-collapse: collapse; } td, th { padding: 0.25em 0.8em; border-bottom: 1px solid #eee;
   text-align: left; vertical-align: top; }
-th { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f6f6f6; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img.figure { max-width: 100%; height: auto; border: 1px solid #eee; }
 .bar { display: inline-block; height: 0.8em; background: #4a7bd0; vertical-align: middle; }
 .samples { display: flex; flex-wrap: wrap; gap: 10px; }
