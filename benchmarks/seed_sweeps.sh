@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=.venv/bin/resnetlab
 CIFAR=${CIFAR:-../shared/data/cifar10-jpeg.tar.gz}
+# Runs finished by an earlier session on another machine (committed by `seed_runs.py save`).
+.venv/bin/python benchmarks/seed_runs.py restore
 
 $R reproduce degradation --data fashion-mnist --budget full --epochs 4 --depths 20 32 44 56 --jobs 2 \
     --out results/fmnist-seeds --no-progress
