@@ -5,7 +5,7 @@ summary.json alone (no weights needed for the tables, verdicts and curves), so t
 committed under docs/results/seed-runs/ as each run finishes, and copied back before the sweep runs
 again on a new machine:
 
-    python benchmarks/seed_runs.py save      # results/*/runs/NAME/seed-S (finished) -> docs/results/seed-runs/
+    python benchmarks/seed_runs.py save      # results/OUT/runs/NAME/seed-S -> docs/results/seed-runs/
     python benchmarks/seed_runs.py restore   # the reverse, never overwriting a run folder already there
 """
 
@@ -20,14 +20,19 @@ LIVE, KEPT = ROOT / "results", ROOT / "docs" / "results" / "seed-runs"
 FILES = ("config.json", "metrics.jsonl", "summary.json", "preprocess.safetensors")
 
 
-def finished_runs(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.glob("*/runs/*/seed-*/summary.json"))
+# results/OUT/runs/NAME/seed-S <-> docs/results/seed-runs/OUT/NAME/seed-S (a folder named runs/ is
+# git-ignored everywhere: it is where training writes by default).
+def finished_runs(root: Path, layout: str) -> list[Path]:
+    return sorted(p.parent for p in root.glob(f"{layout}/summary.json"))
 
 
 def copy_runs(src: Path, dst: Path, overwrite: bool) -> int:
+    saving = src == LIVE
     n = 0
-    for run in finished_runs(src):
-        target = dst / run.relative_to(src)
+    for run in finished_runs(src, "*/runs/*/seed-*" if saving else "*/*/seed-*"):
+        parts = run.relative_to(src).parts    # (OUT, "runs", NAME, seed-S) or (OUT, NAME, seed-S)
+        out, name, seed = parts[0], parts[-2], parts[-1]
+        target = dst / out / name / seed if saving else dst / out / "runs" / name / seed
         if target.exists() and not overwrite:
             continue
         target.mkdir(parents=True, exist_ok=True)
