@@ -83,9 +83,10 @@ def sample_images(spec: str, n: int, size: int) -> torch.Tensor:
     from resnetlab.data.decode import decode_image
 
     chosen = []
+    step = 60_000 // n   # the archive holds 60,000 files
     with tarfile.open(spec, "r|*") as tar:
         for i, member in enumerate(m for m in tar if m.isfile() and m.name.lower().endswith(".jpg")):
-            if i % 937 == 0:   # 60,000 files: 64 of them cover every class folder of both splits
+            if i % step == 0:   # spread over the archive: every class folder of both splits
                 chosen.append(decode_image(tar.extractfile(member).read(), member.name))
                 if len(chosen) == n:
                     break
@@ -120,7 +121,8 @@ def reference_model(images: torch.Tensor, calibrate: bool) -> torch.nn.Module:
     return model.eval()
 
 
-def build_paths(tv: torch.nn.Module, args, example: torch.Tensor, tmp: Path) -> list[Candidate]:
+def build_paths(tv: torch.nn.Module, args, example: torch.Tensor, tmp: Path,
+                calibration: torch.Tensor) -> list[Candidate]:
     from resnetlab import create_model
     from resnetlab.export import export_onnx
     from resnetlab.models.fold import fold_batchnorm
@@ -201,6 +203,23 @@ def build_paths(tv: torch.nn.Module, args, example: torch.Tensor, tmp: Path) -> 
 
         paths.append(Candidate("onnxruntime fp32 static", onnxruntime_static,
                                "one export per batch size (--batch 1, --batch 32)"))
+
+        # `resnetlab export --quantize int8`: static QDQ quantization of the same folded file,
+        # calibrated on the sample images; 8-bit activations unsigned (u8s8) or signed (s8s8).
+        from resnetlab.quantize import quantize_int8
+
+        for acts in ("uint8", "int8"):
+            q_file = tmp / f"resnet50-{acts}.onnx"
+            quantize_int8(onnx_file, q_file, calibration, len(calibration), None, "minmax", acts)
+            q_session = ort.InferenceSession(str(q_file), options, providers=["CPUExecutionProvider"])
+
+            def onnxruntime_int8(x, q_session=q_session):
+                return torch.from_numpy(q_session.run(None, {"input": x.numpy()})[0])
+
+            tag = "u8s8" if acts == "uint8" else "s8s8"
+            paths.append(Candidate(f"onnxruntime int8 {tag}", onnxruntime_int8,
+                                   f"QDQ, per-channel int8 weights, {acts} activations, minmax on "
+                                   f"{len(calibration)} images"))
     except ImportError:
         print("note: onnxruntime not installed; its path is skipped", file=sys.stderr)
 
@@ -307,9 +326,75 @@ def report(paths: list[Candidate], args, logit_scale: float) -> dict:
             verdict = "meets" if best[key] >= 1.5 else "misses"
             print(f"{label}: {best['path']} is {best[key]:.2f}x torchvision eager "
                   f"({verdict} the 1.5x target)")
+    # int8 (issue 19): at least 1.5x onnxruntime fp32 and 3x torchvision eager, at batch 1 and 32.
+    ort_fp32 = next((p for p in paths if p.name == "onnxruntime fp32"), None)
+    for p in paths:
+        if "int8" not in p.name or ort_fp32 is None:
+            continue
+        for label, attr in (("batch 1", "round_b1"), (f"batch {args.batch}", "round_b32")):
+            vs_eager = pairwise(getattr(ref, attr), getattr(p, attr))
+            vs_ort = pairwise(getattr(ort_fp32, attr), getattr(p, attr))
+            ok = vs_eager >= 3 and vs_ort >= 1.5
+            print(f"{p.name}, {label}: {vs_eager:.2f}x torchvision eager, {vs_ort:.2f}x onnxruntime fp32 "
+                  f"({'meets' if ok else 'misses'} the 3x / 1.5x targets); top-1 agreement "
+                  f"{p.agreement:.1f}%")
+            rows[paths.index(p)][f"vs_onnxruntime_fp32_{attr[6:]}"] = vs_ort
     return {"config": {k: v for k, v in vars(args).items() if k != "func"}, "torch": torch.__version__,
             "logit_scale": logit_scale, "rows": rows,
             "fastest_batch1": best1 and best1["path"], "fastest_batch32": best32 and best32["path"]}
+
+
+def trained_nets(runs: list[str], args) -> list[dict]:
+    """For each trained run: its fp32 and int8 ONNX files (resnetlab export), test accuracy of both on
+    the run's full test set (resnetlab eval FILE), and batch-1 / batch-256 speed of PyTorch eager
+    (the run's model, eval, no_grad) against onnxruntime fp32 and int8, alternating in rounds."""
+    from resnetlab.export import export
+    from resnetlab.exported import evaluate_exported, load_exported
+    from resnetlab.predict import load_run
+
+    out = []
+    for run_dir in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {"fp32": Path(tmp) / "fp32.onnx", "int8": Path(tmp) / "int8.onnx"}
+            export(run_dir, files["fp32"], check=False)
+            export(run_dir, files["int8"], quantize="int8", calibration=args.calibration, check=False)
+            acc = {k: 1 - evaluate_exported(f, threads=args.threads)["top1_error"] for k, f in files.items()}
+            run = load_run(run_dir)
+            c, h, w = run.input_size
+            model = run.model.eval()
+
+            def eager(x, model=model):
+                with torch.no_grad():
+                    return model(x)
+
+            sessions = {k: load_exported(f, args.threads).model for k, f in files.items()}
+            paths = [Candidate("PyTorch eager fp32", eager), Candidate("onnxruntime fp32", sessions["fp32"]),
+                     Candidate("onnxruntime int8", sessions["int8"])]
+            gen = torch.Generator().manual_seed(2)
+            x1, xb = torch.randn(1, c, h, w, generator=gen), torch.randn(256, c, h, w, generator=gen)
+            for p in paths:
+                timed(p.run, x1, 3)
+                timed(p.run, xb, 1)
+            for r in range(args.rounds):
+                for p in paths[r % 3:] + paths[:r % 3]:
+                    p.round_b1.append(statistics.median(timed(p.run, x1, 4 * args.iters_1)))
+                    p.round_b32.append(statistics.median(timed(p.run, xb, args.iters_32)))
+            row = {"run": str(run_dir), "model": run.model_name, "input": [c, h, w],
+                   "test_accuracy_fp32": acc["fp32"], "test_accuracy_int8": acc["int8"],
+                   "paths": {p.name: {"batch1_ms": 1000 * statistics.median(p.round_b1),
+                                      "batch256_img_s": 256 / statistics.median(p.round_b32),
+                                      "vs_eager_batch1": pairwise(paths[0].round_b1, p.round_b1),
+                                      "vs_eager_batch256": pairwise(paths[0].round_b32, p.round_b32)}
+                             for p in paths}}
+            out.append(row)
+            print(f"\n{run.model_name} ({run_dir}), input {c}x{h}x{w}: test accuracy fp32 "
+                  f"{100 * acc['fp32']:.2f}%, int8 {100 * acc['int8']:.2f}% "
+                  f"({100 * (acc['int8'] - acc['fp32']):+.2f} points; int8 calibrated on {args.calibration} "
+                  f"training images)")
+            for name, r in row["paths"].items():
+                print(f"  {name:<20} b1 {r['batch1_ms']:7.2f} ms ({r['vs_eager_batch1']:4.2f}x eager)   "
+                      f"b256 {r['batch256_img_s']:8.0f} img/s ({r['vs_eager_batch256']:4.2f}x eager)")
+    return out
 
 
 def main(argv=None) -> int:
@@ -327,22 +412,33 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     p.add_argument("--only", nargs="+", help="time only paths whose name contains one of these words "
                                              "(the reference always runs)")
+    p.add_argument("--trained", nargs="+", metavar="RUN", help="also (or with --no-resnet50, only) these "
+                   "trained run folders: fp32 vs int8 test accuracy and speed")
+    p.add_argument("--calibration", type=int, default=512, help="--trained: int8 calibration images")
+    p.add_argument("--no-resnet50", action="store_true", help="skip the ResNet-50 table")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    images = sample_images(args.images, args.n_images, args.size)
+    # Half the images measure agreement, the other half (never scored) calibrate the int8 files.
+    sample = sample_images(args.images, 2 * args.n_images, args.size)
+    images, calibration = sample[0::2].contiguous(), sample[1::2].contiguous()
     args.images_used = "random pixels" if args.images == "random" or not Path(args.images).is_file() \
         else f"CIFAR-10 JPEGs upscaled from 32 px, {Path(args.images).name}"
-    tv = reference_model(images, calibrate=not args.no_calibrate)
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = build_paths(tv, args, images[:2], Path(tmp))
-        if args.only:
-            paths = paths[:1] + [q for q in paths[1:] if any(w in q.name for w in args.only)]
-        print(f"set-up {time.time() - t0:.0f} s; paths: {', '.join(q.name for q in paths)}", file=sys.stderr)
-        logit_scale = measure_accuracy(paths, images, args.batch)
-        run_rounds(paths, args)
-        result = report(paths, args, logit_scale)
+    result = {}
+    if not args.no_resnet50:
+        tv = reference_model(images, calibrate=not args.no_calibrate)
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = build_paths(tv, args, images[:2], Path(tmp), calibration)
+            if args.only:
+                paths = paths[:1] + [q for q in paths[1:] if any(w in q.name for w in args.only)]
+            print(f"set-up {time.time() - t0:.0f} s; paths: {', '.join(q.name for q in paths)}",
+                  file=sys.stderr)
+            logit_scale = measure_accuracy(paths, images, args.batch)
+            run_rounds(paths, args)
+            result = report(paths, args, logit_scale)
+    if args.trained:
+        result["trained"] = trained_nets(args.trained, args)
     result["wall_s"] = time.time() - t0
     print(f"total {result['wall_s']:.0f} s")
     if args.json:

@@ -38,10 +38,11 @@ def test_calibration_inputs_are_the_evaluation_inputs(run_dir, tiny):
     assert torch.equal(calibration_inputs(run, 40, pixels=True), train.images[index])
 
 
-@pytest.mark.parametrize("pixels,batch", [(False, "dynamic"), (True, "8")])
-def test_int8_export_end_to_end(run_dir, tmp_path, pixels, batch):
+@pytest.mark.parametrize("pixels,batch,activations", [(False, "dynamic", "uint8"), (True, "8", "uint8"),
+                                                     (False, "dynamic", "int8")])
+def test_int8_export_end_to_end(run_dir, tmp_path, pixels, batch, activations):
     r = export(run_dir, tmp_path / "q.onnx", quantize="int8", calibration=64, include_preprocess=pixels,
-               batch=batch)
+               batch=batch, activations=activations)
     assert r["precision"] == "int8" and r["quantization"]["format"] == "QDQ"
     assert r["quantization"]["calibration"]["images"] == 64
     assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(tmp_path / "q.onnx")

@@ -88,9 +88,9 @@ def quantize_int8(fp32: Path, out: Path, inputs: torch.Tensor, images: int, batc
         # The calibrator writes its augmented model next to this folder's files, not the user's.
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=act, weight_type=QuantType.QInt8, calibrate_method=calibrate,
-                        extra_options={"CalibTensorRangeSymmetric": activations == "int8"},
                         calibration_providers=["CPUExecutionProvider"])
     return {"precision": "int8", "format": "QDQ", "weights": "int8, per output channel, symmetric",
-            "activations": f"{activations}, per tensor", "tool": f"onnxruntime {onnxruntime.__version__} "
-            "quantize_static", "calibration": {"images": images, "inputs": int(len(inputs)),
-                                                  "method": method, "split": "train", "seed": 0}}
+            "activations": f"{activations}, per tensor, asymmetric",
+            "tool": f"onnxruntime {onnxruntime.__version__} quantize_static",
+            "calibration": {"images": images, "inputs": int(len(inputs)), "method": method, "split": "train",
+                            "seed": 0}}
