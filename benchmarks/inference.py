@@ -220,6 +220,42 @@ def build_paths(tv: torch.nn.Module, args, example: torch.Tensor, tmp: Path,
             paths.append(Candidate(f"onnxruntime int8 {tag}", onnxruntime_int8,
                                    f"QDQ, per-channel int8 weights, {acts} activations, minmax on "
                                    f"{len(calibration)} images"))
+
+        # The same u8s8 quantization of the fixed-batch files (`--batch N --quantize int8`).
+        static_q = {}
+        for n in (1, 32):
+            q_file = tmp / f"resnet50-b{n}-uint8.onnx"
+            quantize_int8(tmp / f"resnet50-b{n}.onnx", q_file, calibration, len(calibration),
+                          n if len(calibration) >= n else None, "minmax", "uint8")
+            static_q[n] = ort.InferenceSession(str(q_file), options, providers=["CPUExecutionProvider"])
+        dynamic_q = paths[-2].run   # the dynamic-batch u8s8 file, for batch sizes without a file
+
+        def onnxruntime_int8_static(x):
+            if x.shape[0] not in static_q:
+                return dynamic_q(x)
+            return torch.from_numpy(static_q[x.shape[0]].run(None, {"input": x.numpy()})[0])
+
+        paths.append(Candidate("onnxruntime int8 u8s8 static", onnxruntime_int8_static,
+                               "u8s8, one file per batch size (--batch 1, --batch 32)"))
+
+        # OpenVINO as the runtime of the same files (fp32 and u8s8), if installed. Its CPU plugin
+        # would run fp32 models in bf16 on a CPU with AVX-512 BF16: pinned to f32 for a like-for-like
+        # comparison (int8 layers stay int8).
+        try:
+            import openvino as ov
+
+            core = ov.Core()
+            config = {"INFERENCE_NUM_THREADS": args.threads, "INFERENCE_PRECISION_HINT": "f32"}
+            for label, f in (("fp32", onnx_file), ("int8 u8s8", tmp / "resnet50-uint8.onnx")):
+                compiled = core.compile_model(core.read_model(str(f)), "CPU", config)
+
+                def openvino_run(x, compiled=compiled):
+                    return torch.from_numpy(compiled(x.numpy())[compiled.output(0)])
+
+                paths.append(Candidate(f"openvino {label}", openvino_run,
+                                       f"OpenVINO {ov.__version__} CPU plugin, the same file"))
+        except ImportError:
+            print("note: openvino not installed; its paths are skipped", file=sys.stderr)
     except ImportError:
         print("note: onnxruntime not installed; its path is skipped", file=sys.stderr)
 
