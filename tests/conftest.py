@@ -40,6 +40,28 @@ def tiny(tmp_path_factory):
     return root / "run", str(root / "data")
 
 
+@pytest.fixture(scope="session")
+def tiny_flip(tmp_path_factory):
+    """(run folder, data dir): `tiny` with the fast-training options on: evaluated on each image and
+    its mirror (--eval-view flip) with a per-pixel mean (the case where the mirror's statistics
+    matter), weight EMA, no weight decay on BatchNorm weights and biases."""
+    from fakedata import write_fashion_like
+
+    from resnetlab.train.loop import TrainConfig, train
+    from resnetlab.train.recipe import get_recipe
+
+    root = tmp_path_factory.mktemp("tiny-flip")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "xdg"))
+        write_fashion_like(root / "data", n_train=256, n_test=64, size=12)
+        recipe = get_recipe("fast", epochs=2, batch_size=32, lr=0.2, precision="fp32", channels_last="off",
+                            compile="off", eval_view="flip", normalize="pixel-mean", ema=0.9,
+                            bn_weight_decay=0.0)
+        train(TrainConfig(model="resnet8", data="fashion-mnist", data_dir=str(root / "data"),
+                          out=str(root / "run"), recipe=recipe), progress=False)
+    return root / "run", str(root / "data")
+
+
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No network, no system data, a private cache: tests see only the data they write."""

@@ -196,6 +196,20 @@ def test_onnx_of_a_center_crop_run_with_a_per_pixel_mean(tmp_path, monkeypatch):
     assert_close(run_onnx(tmp_path / "crop.onnx", pixels), expected, ONNX_RTOL)
 
 
+def test_onnx_of_a_flip_run_is_the_single_view_and_says_the_mirror_is_averaged(tiny_flip, tmp_path):
+    run_dir = tiny_flip[0]
+    r = export(run_dir, tmp_path / "flip.onnx", include_preprocess=True)
+    pre = r["preprocess"]
+    assert r["check"]["checked"] and r["input"]["shape"] == ["batch", 1, 12, 12]
+    assert pre["eval_view"] == "flip" and pre["geometry"] == {"mode": "resize", "size": [12, 12]}
+    assert any("horizontal mirror, averaging their softmax" in step for step in pre["steps"])
+    run = load_run(run_dir)
+    pixels = torch.randint(0, 256, (2, 1, 12, 12), dtype=torch.uint8)
+    with torch.no_grad():   # the file is the network on one view; the caller averages the two
+        expected = run.model(torch.stack([run.prepare(p, crops=False) for p in pixels]))
+    assert_close(run_onnx(tmp_path / "flip.onnx", pixels), expected, ONNX_RTOL)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_round_trip(run_dir, tmp_path):
     out = tmp_path / "r8.pt"

@@ -58,6 +58,21 @@ def test_eval_of_a_cropped_view(tmp_path, monkeypatch, view, normalize):
     same_evaluation(evaluate_exported(tmp_path / "crop.onnx"), evaluate_run(tmp_path / "run", device="cpu"))
 
 
+def test_eval_and_predict_of_a_flip_run_average_the_mirror_as_the_run_does(tiny_flip, tmp_path):
+    """The mirror's per-pixel mean is mirrored too (the normalisation outside the file): exact."""
+    run_dir, data_dir = tiny_flip
+    export(run_dir, tmp_path / "flip.onnx")
+    run = load_exported(tmp_path / "flip.onnx")
+    assert run.view == "flip" and run.geometry == {"mode": "resize", "size": [12, 12], "flip": True}
+    same_evaluation(evaluate_exported(tmp_path / "flip.onnx"), evaluate_run(run_dir, device="cpu"))
+    images = [write_image(tmp_path / f"{i}.png", size=(12, 12), seed=i) for i in range(3)]
+    ours, theirs = predict(run_dir, images, topk=3, device="cpu"), predict(run, images, topk=3, device="cpu")
+    for a, b in zip(ours, theirs, strict=True):
+        assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
+        assert [p["probability"] for p in a["predictions"]] == pytest.approx(
+            [p["probability"] for p in b["predictions"]], abs=1e-5)
+
+
 def test_predict_with_a_file_is_predict_with_its_run(run_dir, tmp_path):
     images = [write_image(tmp_path / f"{i}.png", size=(20 + i, 15), seed=i) for i in range(3)]
     export(run_dir, tmp_path / "m.onnx")

@@ -266,3 +266,23 @@ def test_decoded_bytes_round_trip_through_prepare(run_dir):
     Image.new("RGB", (5, 50), (10, 200, 30)).save(buffer, "PNG")
     x = load_run(run_dir).prepare(decode_image(buffer.getvalue()))
     assert x.shape == (1, 12, 12) and torch.isfinite(x).all()
+
+
+def test_flip_runs_average_the_image_and_its_mirror(tiny_flip, tmp_path):
+    run = load_run(tiny_flip[0])
+    assert run.view == "flip" and run.geometry == {"mode": "resize", "size": [12, 12], "flip": True}
+    assert run.normalizer.mean.shape == (1, 12, 12)   # a per-pixel mean: the mirror needs its own
+    image = torch.randint(0, 256, (1, 12, 12), dtype=torch.uint8)
+    # an image of the stored size gets exactly the run's evaluation inputs: itself, then its mirror
+    expected = apply_view(image[None], View("flip"), None, run.normalizer, False)
+    x = run.prepare(image)
+    assert x.shape == (2, 1, 12, 12) and torch.equal(x, expected)
+    assert torch.equal(run.prepare(image, crops=False), expected[0])
+    path = save(tmp_path / "x.png", Image.fromarray(image[0].numpy()), "PNG")
+    with torch.no_grad():
+        probs = run.model(x).softmax(1).mean(0)
+    got = predict(run, [path, path], topk=3, device="cpu", batch_size=2)
+    for r in got:
+        assert [p["index"] for p in r["predictions"]] == probs.topk(3).indices.tolist()
+        assert [p["probability"] for p in r["predictions"]] == pytest.approx(probs.topk(3).values.tolist(),
+                                                                            abs=1e-5)

@@ -38,6 +38,20 @@ def test_calibration_inputs_are_the_evaluation_inputs(run_dir, tiny):
     assert torch.equal(calibration_inputs(run, 40, pixels=True), train.images[index])
 
 
+def test_a_flip_run_is_calibrated_on_its_images_and_their_mirrors(tiny_flip):
+    from resnetlab.data import load_dataset
+
+    run = load_run(tiny_flip[0])
+    x, pixels = calibration_inputs(run, 8, pixels=False), calibration_inputs(run, 8, pixels=True)
+    train = load_dataset("fashion-mnist", data_dir=tiny_flip[1]).train
+    index = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:8].sort().values
+    images = train.images[index]
+    assert torch.equal(pixels, torch.cat([images, images.flip(-1)]))
+    norm = run.input_normalizer()    # a per-pixel mean: each image is normalised, then mirrored
+    inputs = (images.float() / 255 - norm.mean) / norm.std
+    assert x.shape == (16, 1, 12, 12) and torch.allclose(x, torch.cat([inputs, inputs.flip(-1)]), atol=1e-6)
+
+
 @pytest.mark.parametrize("pixels,batch,activations", [(False, "dynamic", "uint8"), (True, "8", "uint8"),
                                                      (False, "dynamic", "int8")])
 def test_int8_export_end_to_end(run_dir, tmp_path, pixels, batch, activations):

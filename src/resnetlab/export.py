@@ -172,6 +172,9 @@ def preprocess_contract(run: TrainedRun, included: bool) -> dict:
     if g["mode"] == "resize":
         resize = (f"resize the image to {g['size'][0]} x {g['size'][1]} (H x W), bilinear with antialiasing "
                   "(aspect ratio not kept)")
+        if g.pop("flip", False):
+            resize += (" (the run was evaluated on the image and its horizontal mirror, averaging their "
+                       "softmax; the image alone is the single-view equivalent)")
     else:
         s = g["crop"][0]
         resize = (f"resize the shorter side to {g['shorter_side']} (bilinear, antialiased, aspect kept), "
@@ -197,7 +200,7 @@ def preprocess_contract(run: TrainedRun, included: bool) -> dict:
         "channels": "gray" if c == 1 else "RGB",
         "luminance": list(LUMINANCE) if c == 1 else None,
         "geometry": g,
-        "eval_view": run.view,   # the run's evaluation view (resnetlab eval FILE uses it: ten crops too)
+        "eval_view": run.view,   # the run's evaluation view (resnetlab eval FILE uses it: ten crops, flips)
         "interpolation": "bilinear, antialiased",
         "mean": stat(norm.mean),
         "std": stat(norm.std),

@@ -6,8 +6,10 @@ to feed the model as its run did: the classes, the input (shape, dtype), the pre
 sidecar against the file's own graph (a sidecar of another export is one clear error) and returns an
 `ExportedRun`: a `TrainedRun` whose model is an onnxruntime session, so `predict` works unchanged and
 `evaluate_exported` gives the same JSON as `resnetlab eval` of a run folder (the same counts, the loss
-to rounding: tests/test_exported.py). One approximation: a ten-crop run with a per-pixel mean is fed
-the centre crop's mean map for all ten crops (the sidecar holds the map at the input size only).
+to rounding: tests/test_exported.py). Two approximations, both for a per-pixel mean only: a ten-crop
+run is fed the centre crop's mean map for all ten crops (the sidecar holds the map at the input size
+only), and a flip run exported with the normalisation inside normalises the mirror with the unmirrored
+map (without it the map is mirrored along, as the run's evaluation does).
 """
 
 from __future__ import annotations
@@ -88,8 +90,11 @@ class ExportedRun(TrainedRun):
     @property
     def geometry(self) -> dict:
         g = dict(self.sidecar["preprocess"]["geometry"])
-        if self.view == "ten-crop":   # the sidecar's geometry is the single view; its eval_view says more
+        # The sidecar's geometry is the single view; its eval_view says more.
+        if self.view == "ten-crop":
             g["ten_crop"] = True
+        elif self.view == "flip":
+            g["flip"] = True
         return g
 
     def input_normalizer(self) -> Normalizer:
@@ -192,15 +197,14 @@ def load_exported(path: str | Path, threads: int | None = None) -> ExportedRun:
 
 class _Pipeline(nn.Module):
     """Pixels (float 0..255, N x C x H x W at the data set's stored size) -> logits, through the
-    exported run's own preprocessing (geometry, normalisation, ten crops crop-major)."""
+    exported run's own preprocessing (geometry, normalisation, ten crops or flips view-major)."""
 
     def __init__(self, run: ExportedRun):
         super().__init__()
         self.run, self.norm = run, run.input_normalizer()
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.run._fit(pixels.float(), crops=True)
-        x = (x / 255.0 - self.norm.mean) / self.norm.std
+        x = self.run.normalize(self.run._fit(pixels.float(), crops=True), self.norm)
         return self.run.model(x.flatten(0, 1) if x.ndim == 5 else x)
 
 

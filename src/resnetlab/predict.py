@@ -15,9 +15,11 @@ on (`TrainedRun.prepare`):
              paper-imagenet recipe): shorter side to round(crop * 256/224) (or to crop when the
              stored images were no larger), then the centre crop (or the ten crops, whose
              probabilities are averaged as `resnetlab eval` does); every other run: the image is
-             resized to the stored H x W (the input size). Bilinear, antialiased, in float.
+             resized to the stored H x W (the input size), and for a "flip" run also mirrored, the
+             two views' probabilities averaged. Bilinear, antialiased, in float.
   values     (pixel / 255 - mean) / std with the run's own statistics (preprocess.safetensors);
-             a per-pixel mean follows the image through the same resize and centre crop.
+             a per-pixel mean follows the image through the same resize and centre crop (and is
+             mirrored with a "flip" run's mirror, as its evaluation does).
 
 Images are decoded in a few threads and go through the network in batches (fp32, BatchNorm folded
 into the convolutions, channels_last).
@@ -62,7 +64,7 @@ class TrainedRun:
     stored_size: tuple[int, int, int]   # C, H, W of the run's data as stored
     input_size: tuple[int, int, int]    # C, H, W the network was trained on
     normalizer: Normalizer          # the run's own statistics (at the stored size)
-    view: str                       # the run's evaluation view: none | center | ten-crop
+    view: str                       # the run's evaluation view: none | center | ten-crop | flip
     crop: int | None                # recipe crop_size
     run_dir: Path
     source: Path                    # the weights file
@@ -85,7 +87,8 @@ class TrainedRun:
     @property
     def geometry(self) -> dict:
         """How an image of any size becomes the network input: {"mode": "resize", "size": [H, W]} or
-        {"mode": "resize-shorter-center-crop", "shorter_side": S, "crop": [s, s]} (+ "ten_crop")."""
+        {"mode": "resize-shorter-center-crop", "shorter_side": S, "crop": [s, s]} (+ "ten_crop");
+        a "flip" run's has "flip": the image and its mirror."""
         _, h, w = self.stored_size
         if self.view in ("center", "ten-crop"):
             size = self.crop or min(h, w)
@@ -94,7 +97,10 @@ class TrainedRun:
             if self.view == "ten-crop":
                 g["ten_crop"] = True
             return g
-        return {"mode": "resize", "size": [h, w]}
+        g = {"mode": "resize", "size": [h, w]}
+        if self.view == "flip":
+            g["flip"] = True
+        return g
 
     @property
     def output_hw(self) -> tuple[int, int]:
@@ -108,7 +114,7 @@ class TrainedRun:
             if tuple(x.shape[-2:]) != tuple(g["size"]):
                 x = F.interpolate(x, size=tuple(g["size"]), mode="bilinear", antialias=True,
                                   align_corners=False)
-            return x
+            return torch.stack([x, x.flip(-1)]) if crops and g.get("flip") else x   # 2 x N x C x H x W
         if min(x.shape[-2:]) != g["shorter_side"]:
             x = resize_shorter(x, g["shorter_side"])
         size = g["crop"][0]
@@ -144,11 +150,19 @@ class TrainedRun:
     def prepare(self, image: torch.Tensor, normalizer: Normalizer | None = None,
                 crops: bool = True) -> torch.Tensor:
         """A decoded image (uint8 C x H x W, any size) -> the normalised float network input
-        C x H x W, or 10 x C x H x W for a ten-crop run (only the centre crop when not `crops`)."""
-        norm = normalizer or self.input_normalizer()
+        C x H x W, or 10 (2) x C x H x W for a ten-crop (flip) run (one view when not `crops`)."""
         x = self._fit(self.to_channels(image)[None], crops=crops)
-        x = (x / 255.0 - norm.mean) / norm.std
+        x = self.normalize(x, normalizer or self.input_normalizer())
         return x[:, 0] if x.ndim == 5 else x[0]
+
+    def normalize(self, x: torch.Tensor, norm: Normalizer) -> torch.Tensor:
+        """(pixels / 255 - mean) / std for `_fit`'s output. A flip view's mirrors get mirrored
+        statistics: evaluation normalises first and mirrors after, which matters for a per-pixel mean.
+        (Ten crops all get the centre crop's statistics, an approximation for a per-pixel mean.)"""
+        mean, std = norm.mean, norm.std
+        if x.ndim == 5 and self.geometry.get("flip"):
+            mean, std = (torch.stack([t, t.flip(-1)])[:, None] for t in (mean, std))
+        return (x / 255.0 - mean) / std
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
@@ -271,10 +285,10 @@ def predict(run: str | Path | TrainedRun, paths: Sequence[str | Path], topk: int
 
 
 def _probabilities(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Softmax over the classes for a batch N x C x H x W (or N x 10 x C x H x W: ten crops, whose
-    probabilities are averaged)."""
+    """Softmax over the classes for a batch N x C x H x W (or N x K x C x H x W: K views of each
+    image, ten crops or an image and its mirror, whose probabilities are averaged)."""
     n = x.shape[0]
-    if x.ndim == 5:   # image-major N x 10 -> crop-major 10N rows, the layout crop_mean averages
+    if x.ndim == 5:   # image-major N x K -> view-major KN rows, the layout crop_mean averages
         x = x.transpose(0, 1).flatten(0, 1)
     x = x.to(device).contiguous(memory_format=torch.channels_last)
     return crop_mean(model(x).float().softmax(1).cpu(), n)

@@ -6,8 +6,8 @@ The fp32 file is written first (BatchNorm folded), then `quant_pre_process` (sha
 graph optimisation, what onnxruntime recommends before quantizing) and `quantize_static`: QDQ format,
 int8 weights per output channel, 8-bit activations per tensor with ranges calibrated on
 `calibration` training images of the run's own data set, prepared exactly as its evaluation
-prepares them (geometry, normalisation, the ten crops of a ten-crop run). No quantization arithmetic
-is written here; the sidecar records how the file was made.
+prepares them (geometry, normalisation, the ten crops of a ten-crop run, the mirrors of a flip
+run). No quantization arithmetic is written here; the sidecar records how the file was made.
 """
 
 from __future__ import annotations
@@ -38,17 +38,17 @@ def calibration_inputs(run: TrainedRun, n: int, pixels: bool, seed: int = 0) -> 
     index = torch.randperm(len(train), generator=gen)[:n].sort().values
     images = train.read(index) if hasattr(train, "read") else train.images[index]   # streamed or in memory
     x = run._fit(torch.stack([run.to_channels(im) for im in images]), crops=True)
-    x = x.flatten(0, 1) if x.ndim == 5 else x    # a ten-crop run is calibrated on its ten crops
-    if pixels:
-        return x.round().clamp(0, 255).to(torch.uint8)
-    norm = run.input_normalizer()
-    return ((x / 255.0 - norm.mean) / norm.std).float()
+    if pixels:   # a ten-crop (flip) run is calibrated on its ten crops (the images and their mirrors)
+        return (x.flatten(0, 1) if x.ndim == 5 else x).round().clamp(0, 255).to(torch.uint8)
+    x = run.normalize(x, run.input_normalizer()).float()
+    return x.flatten(0, 1) if x.ndim == 5 else x
 
 
 def quantize_int8(fp32: Path, out: Path, inputs: torch.Tensor, images: int, batch: int | None,
                   method: str = "minmax", activations: str = "uint8") -> dict:
     """Write `out`, the int8 (QDQ) form of the ONNX file `fp32`, calibrated on `inputs`; returns what
-    the sidecar records about it. `images`: how many images `inputs` came from (x10 for ten crops)."""
+    the sidecar records about it. `images`: how many images `inputs` came from (x10 for ten crops, x2
+    for flips)."""
     try:
         import onnxruntime
         from onnxruntime.quantization import (

@@ -32,6 +32,7 @@ from .train.checkpoint import (
     STATE,
     WEIGHTS,
     Checkpoint,
+    checkpoint_weights,
     latest_checkpoint,
     load_weights_into,
     read_weights,
@@ -171,17 +172,19 @@ class Run:
         write_json(self.summary_file, summary)
 
     def weights(self) -> Path:
-        """The final weights, or the latest checkpoint's while the run is unfinished."""
+        """The final weights, or the latest checkpoint's while the run is unfinished (its weight
+        average for a run with --ema, as the run evaluates it)."""
         if self.weights_file.is_file():
             return self.weights_file
         if ckpt := self.latest_checkpoint():
-            return ckpt.path / WEIGHTS
+            return checkpoint_weights(ckpt.path)
         raise ResnetlabError(f"{self.root} has no weights yet (no {WEIGHTS}, no checkpoint)")
 
 
 def find_run(path: str | Path) -> tuple[Run, Path]:
     """(run, weights file) for a run folder (its final weights, or its latest checkpoint's while
-    unfinished), a `checkpoints/step-N` folder inside one, or a .safetensors weights file in either."""
+    unfinished), a `checkpoints/step-N` folder inside one (for a run with --ema, its weight average:
+    what the run evaluates), or a .safetensors weights file in either."""
     p = Path(path)
     if not p.exists():
         raise ResnetlabError(f"{p} not found; give a run folder (the --out of `resnetlab train`) or one "
@@ -198,7 +201,7 @@ def find_run(path: str | Path) -> tuple[Run, Path]:
         if p.name.endswith(".tmp") or not (p / STATE).is_file():
             raise ResnetlabError(f"{p} is a half-written checkpoint; use a complete {CHECKPOINTS}/step-N "
                                  "folder or the run folder")
-        return Run(p.parent.parent), weights or p / WEIGHTS
+        return Run(p.parent.parent), weights or checkpoint_weights(p)
     raise ResnetlabError(f"{path} {NOT_A_RUN}")
 
 

@@ -76,3 +76,25 @@ def test_ten_crop_view_yields_ten_crops_per_image():
                      normalizer=Normalizer.fit(x, "none"))
     xb, yb = next(ld.epoch())
     assert xb.shape == (40, 1, 32, 32) and yb.shape == (4,)
+
+
+def test_flip_eval_view_yields_each_image_then_its_mirror():
+    x = torch.randint(0, 256, (5, 3, 6, 7), dtype=torch.uint8)   # not mirror-symmetric
+    y = torch.arange(5)
+    for norm in (Normalizer.fit(x, "channel"), Normalizer.fit(x, "pixel-mean")):
+        ld = BatchLoader(x, y, 5, train=False, view=View("flip"), normalizer=norm)
+        xb, yb = next(ld.epoch())
+        plain, _ = next(BatchLoader(x, y, 5, train=False, view=View("none"), normalizer=norm).epoch())
+        assert xb.shape == (10, 3, 6, 7) and torch.equal(yb, y)
+        assert torch.equal(xb[:5], plain)                  # crop-major: the images as "none" gives them,
+        assert torch.equal(xb[5:], plain.flip(-1))         # then their mirrors (normalised, then mirrored)
+        assert not torch.equal(xb[5:], xb[:5])
+
+
+def test_flip_as_training_augmentation_still_flips_a_random_half():
+    x = torch.arange(6, dtype=torch.uint8).view(1, 1, 1, 6).expand(64, 1, 6, 6).contiguous()
+    ld = BatchLoader(x, torch.zeros(64, dtype=torch.int64), 64, train=True, view=View("flip"),
+                     normalizer=Normalizer.fit(x, "none"))
+    xb, _ = next(ld.epoch())
+    mirrored = (xb[:, 0, 0, 0] > xb[:, 0, 0, -1]).sum().item()
+    assert xb.shape == (64, 1, 6, 6) and 10 < mirrored < 54

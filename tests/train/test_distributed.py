@@ -102,14 +102,20 @@ def finish(procs, timeout=600):
     return [(p.returncode, err.read_text()) for p, err in procs]
 
 
-def test_two_processes_with_syncbn_match_one_process(tmp_path, data_dir):
+# The fast-training options (a weight average of the SyncBN model, flip evaluation, per-group decay)
+# change nothing in how ranks agree.
+@pytest.mark.parametrize("options", [(), ("--ema", "0.9", "--eval-view", "flip", "--bn-weight-decay", "0")],
+                         ids=["paper", "fast-options"])
+def test_two_processes_with_syncbn_match_one_process(tmp_path, data_dir, options):
     one, two = tmp_path / "one", tmp_path / "two"
-    run_ok(train_cmd(data_dir, one, "--epochs", "2", engine=EXACT), tmp_path)
-    run_ok(train_cmd(data_dir, two, "--epochs", "2", "--nproc", "2", "--sync-bn", engine=EXACT), tmp_path)
+    run_ok(train_cmd(data_dir, one, "--epochs", "2", *options, engine=EXACT), tmp_path)
+    run_ok(train_cmd(data_dir, two, "--epochs", "2", "--nproc", "2", "--sync-bn", *options, engine=EXACT),
+           tmp_path)
     assert len(losses(one)) == 16
     assert_same_training(one, two)
     cfg = json.loads((two / "config.json").read_text())
     assert cfg["world_size"] == 2 and cfg["config"]["sync_bn"] is True
+    assert cfg["config"]["recipe"]["ema"] == (0.9 if options else 0.0)
 
 
 def test_two_nodes_over_loopback_match_one_process(tmp_path, data_dir):

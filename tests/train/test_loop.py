@@ -183,3 +183,58 @@ def test_train_eval_sample_is_the_error_on_fixed_unaugmented_training_images(tmp
     r = evaluate_run(tmp_path / "run", split="train", data_dir=data_dir)
     assert r["top1_error"] == pytest.approx(summary["train_sample_top1_error"], abs=1e-9)
     assert evals[-1]["train_sample_loss"] == pytest.approx(r["loss"], rel=1e-5)
+
+
+def _groups_by_name(model, groups):
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [({names[id(p)] for p in g["params"]}, g["lr_mult"], g["weight_decay"]) for g in groups]
+
+
+def test_param_groups_without_bn_weight_decay_are_the_two_they_always_were():
+    from resnetlab import create_model
+    from resnetlab.train.loop import _param_groups
+
+    model = create_model("resnet8", num_classes=4, in_channels=1)
+    groups = _groups_by_name(model, _param_groups(model, 0.5, 1e-4))
+    everything, head = {n for n, _ in model.named_parameters()}, {"fc.weight", "fc.bias"}
+    assert groups == [(everything - head, 0.5, 1e-4), (head, 1.0, 1e-4)]
+
+
+def test_bn_weight_decay_applies_to_batchnorm_weights_and_biases_only():
+    from resnetlab import create_model
+    from resnetlab.train.loop import _param_groups
+
+    model = create_model("resnet8", num_classes=4, in_channels=1)
+    model.layer1.requires_grad_(False)          # frozen parameters are in no group
+    groups = _param_groups(model, 0.1, 5e-4, bn_weight_decay=0.0)
+    named = _groups_by_name(model, groups)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    flat = {n for n, p in trainable.items() if p.ndim <= 1}
+    assert named == [(set(trainable) - flat - {"fc.weight"}, 0.1, 5e-4),
+                     (flat - {"fc.bias"}, 0.1, 0.0),
+                     ({"fc.weight"}, 1.0, 5e-4),
+                     ({"fc.bias"}, 1.0, 0.0)]
+    assert "bn1.weight" in flat and "bn1.bias" in flat and "conv1.weight" not in flat
+    assert not any(n.startswith("layer1.") for g in named for n in g[0])
+    # the optimiser takes each group's decay: a zero-gradient step shrinks only the decayed weights
+    opt = torch.optim.SGD(groups, lr=1.0, weight_decay=123.0)
+    for g in opt.param_groups:   # as _train_step sets them, at a schedule lr of 1
+        g["lr"] = g["lr_mult"]
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    for p in trainable.values():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert torch.equal(model.bn1.weight, before["bn1.weight"])
+    assert torch.equal(model.fc.bias, before["fc.bias"])
+    assert torch.allclose(model.conv1.weight, before["conv1.weight"] * (1 - 0.1 * 5e-4))
+    assert torch.allclose(model.fc.weight, before["fc.weight"] * (1 - 5e-4))
+
+
+def test_a_run_saved_before_the_new_recipe_fields_is_the_same_set_up():
+    from resnetlab.train.loop import _same_recipe
+
+    mine = get_recipe("fast").to_dict()
+    old = {k: v for k, v in mine.items() if k not in ("ema", "bn_weight_decay")}
+    assert _same_recipe(old, mine) and _same_recipe(mine, old)
+    assert not _same_recipe(old, {**mine, "ema": 0.99})
+    assert not _same_recipe(old, {**mine, "bn_weight_decay": 0.0})

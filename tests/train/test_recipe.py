@@ -1,7 +1,9 @@
+import json
+
 import pytest
 
 from resnetlab import ResnetlabError
-from resnetlab.train.recipe import RECIPES, Schedule, get_recipe, recipe_from_dict
+from resnetlab.train.recipe import RECIPES, Recipe, Schedule, get_recipe, recipe_from_dict
 
 
 def test_paper_cifar_is_the_paper():
@@ -84,3 +86,40 @@ def test_unknown_recipe_and_roundtrip():
         get_recipe("papr-cifar")
     r = get_recipe("paper-cifar", epochs=3)
     assert recipe_from_dict(r.to_dict()) == r
+
+
+def test_fast_training_options_are_off_in_every_named_recipe():
+    for r in RECIPES.values():
+        assert r.ema == 0.0 and r.bn_weight_decay is None and r.eval_view != "flip"
+
+
+def test_a_recipe_saved_before_the_fast_training_options_loads_with_them_off():
+    from pathlib import Path
+
+    fixture = Path(__file__).parent.parent / "fixtures" / "run-62bb55d" / "config.json"
+    saved = json.loads(fixture.read_text())["config"]["recipe"]
+    assert not {"ema", "bn_weight_decay"} & set(saved)
+    r = recipe_from_dict(saved)
+    assert r.ema == 0.0 and r.bn_weight_decay is None and r.eval_view == "none" and r.lr == 0.2
+
+
+@pytest.mark.parametrize("bad,flag", [(dict(ema=1.0), "--ema"), (dict(ema=-0.1), "--ema"),
+                                      (dict(bn_weight_decay=-1e-4), "--bn-weight-decay"),
+                                      (dict(eval_view="mirror"), "--eval-view")])
+def test_bad_fast_training_options_are_clear_errors(bad, flag):
+    with pytest.raises(ResnetlabError, match=flag):
+        get_recipe("fast", **bad)
+
+
+def test_fast_training_options_are_flags():
+    import argparse
+
+    from resnetlab.cli.flags import add_recipe_flags, recipe_overrides
+
+    p = argparse.ArgumentParser()
+    add_recipe_flags(p)
+    args = p.parse_args(["--ema", "0.99", "--bn-weight-decay", "0", "--eval-view", "flip"])
+    r = get_recipe("fast", **recipe_overrides(args))
+    assert (r.ema, r.bn_weight_decay, r.eval_view) == (0.99, 0.0, "flip")
+    assert "flip" in Recipe.__dataclass_fields__["eval_view"].metadata["help"]
+    assert recipe_from_dict(json.loads(json.dumps(r.to_dict()))) == r

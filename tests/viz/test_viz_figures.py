@@ -155,3 +155,26 @@ def test_missing_or_non_run_folder_is_a_user_error(tmp_path):
         show_filters(tmp_path / "missing")
     with pytest.raises(ResnetlabError, match="not a run folder"):
         show_curves([tmp_path])
+
+
+def test_a_flip_run_is_shown_unmirrored_and_reported_with_both_views_averaged(tiny_flip):
+    from resnetlab.data import load_dataset
+    from resnetlab.predict import load_run
+    from resnetlab.run import load_trained
+    from resnetlab.train.evaluate import evaluate_run
+    from resnetlab.viz.report import predict
+
+    run_dir, data_dir = tiny_flip
+    image = torch.randint(0, 256, (1, 12, 12), dtype=torch.uint8)
+    shown, x = prepare_image(load_run(run_dir), image)
+    assert shown.shape == (1, 12, 12) and x.shape == (1, 1, 12, 12)
+    assert torch.allclose(shown * 255, image.float(), atol=1e-3)   # the image itself, not its mirror
+    model, record, normalizer = load_trained(run_dir)
+    test = load_dataset("fashion-mnist", data_dir=data_dir).test
+    probs = predict(model, test, record, normalizer)
+    x = normalizer(test.images)
+    with torch.no_grad():
+        want = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+    assert probs.shape == (64, 10) and torch.allclose(probs, want, atol=1e-5)
+    top1 = 1 - (probs.argmax(1) == test.labels).double().mean().item()
+    assert evaluate_run(run_dir, data_dir=data_dir)["top1_error"] == pytest.approx(top1)

@@ -33,17 +33,20 @@ from .augment import (
 )
 
 AUGMENTS = ("none", "flip", "pad-crop", "pad-crop-flip", "scale-crop-flip")
-EVAL_VIEWS = ("none", "center", "ten-crop")
+EVAL_VIEWS = ("none", "center", "ten-crop", "flip")
 
 
 @dataclass(frozen=True)
 class View:
     """How images become network inputs: the training augmentation or the evaluation view.
 
-    kind: one of AUGMENTS for training; one of EVAL_VIEWS for evaluation.
+    kind: one of AUGMENTS for training; one of EVAL_VIEWS for evaluation. "flip" is both: with a
+    generator (training) a random half of the batch is mirrored; without one (evaluation) every
+    image is seen as itself and mirrored.
     size: output side in pixels (None: the stored size). For "center" and "ten-crop" the shorter
     side is first resized to size * 256/224 (the usual 256 -> 224 test view) when the images are
-    larger. "ten-crop" returns 10 x N images, crop-major (corners, centre, and their flips).
+    larger. "ten-crop" returns 10 x N images, crop-major (corners, centre, and their flips); the
+    "flip" evaluation view 2 x N (the images as "none" gives them, then their mirrors).
     """
 
     kind: str = "none"
@@ -64,14 +67,16 @@ _EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], 
 
 def apply_view(x: torch.Tensor, view: View, gen: BatchRandom | torch.Generator | None,
                normalizer: Normalizer, channels_last: bool) -> torch.Tensor:
-    """uint8 batch (on its device) -> normalised float network input."""
+    """uint8 batch (on its device) -> normalised float network input. `gen` None: an evaluation
+    view (no random draws)."""
+    evaluation = gen is None
     if gen is not None and not isinstance(gen, BatchRandom):
         gen = BatchRandom(gen, x.shape[0])
     h, w = x.shape[-2:]
     size = view.size or min(h, w)
     if view.kind in ("pad-crop", "pad-crop-flip"):
         x = random_crop(x, (size, size) if view.size else (h, w), view.pad, gen)
-    if view.kind in ("flip", "pad-crop-flip"):
+    if view.kind == "pad-crop-flip" or (view.kind == "flip" and not evaluation):
         x = random_flip(x, gen)
     x = normalizer(x)
     if view.kind == "scale-crop-flip":
@@ -84,6 +89,9 @@ def apply_view(x: torch.Tensor, view: View, gen: BatchRandom | torch.Generator |
         if min(h, w) > size:
             x = resize_shorter(x, round(size * 256 / 224))
         x = center_crop(x, size) if view.kind == "center" else ten_crop(x, size).flatten(0, 1)
+    elif view.kind == "flip" and evaluation:
+        # Mirrored after normalising, as ten_crop does: a per-pixel mean map is mirrored with the image.
+        x = torch.cat([x, x.flip(-1)])
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 

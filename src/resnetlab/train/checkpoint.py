@@ -2,8 +2,9 @@
 
 A checkpoint is a directory `checkpoints/step-00001234/` holding
   model.safetensors   the weights (torchvision-style names)
+  ema.safetensors     a run with --ema only: the averaged weights and buffers (the same names)
   optim.safetensors   optimiser buffers and RNG states
-  state.json          step, optimiser hyper-parameters, schedule and loop state
+  state.json          step, optimiser hyper-parameters, schedule and loop state (+ "ema_updates")
 It is written as `step-00001234.tmp/` and renamed into place once complete, so a process killed at
 any moment leaves either the old set of checkpoints or the new one, never a half-written one.
 """
@@ -21,12 +22,14 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel
 
 from ..errors import ResnetlabError
 
 CHECKPOINTS = "checkpoints"
 WEIGHTS = "model.safetensors"   # also the name of a run's final weights (resnetlab.run)
 OPTIM = "optim.safetensors"
+EMA = "ema.safetensors"         # the weight average of a run with --ema (train/ema.py)
 STATE = "state.json"
 
 
@@ -137,6 +140,12 @@ class Checkpoint:
         return read_weights(self.path / OPTIM)
 
 
+def checkpoint_weights(folder: Path) -> Path:
+    """A checkpoint folder's weights as its run evaluates them: ema.safetensors when the run averages
+    its weights (what its evaluations and final weights use), else model.safetensors."""
+    return folder / EMA if (folder / EMA).is_file() else folder / WEIGHTS
+
+
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimiser's state dict into tensors (for safetensors) and JSON-able metadata."""
     sd = optimizer.state_dict()
@@ -193,8 +202,9 @@ def restore_rng(tensors: dict[str, torch.Tensor], rank: int = 0) -> None:
 
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, state: dict, keep: int = 2,
-                    rng_states: list[torch.Tensor] | None = None) -> Path:
-    """Write checkpoints/step-XXXXXXXX atomically; keep the newest `keep` complete ones."""
+                    rng_states: list[torch.Tensor] | None = None, ema: AveragedModel | None = None) -> Path:
+    """Write checkpoints/step-XXXXXXXX atomically; keep the newest `keep` complete ones. `ema`: the
+    run's weight average, saved beside the raw weights with its update count."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
@@ -205,6 +215,9 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     failpoint("checkpoint-mid-write", step)
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
     save_file({**opt_tensors, **rng_tensors(rng_states)}, str(tmp / OPTIM))
+    if ema is not None:
+        save_file(state_tensors(ema.module), str(tmp / EMA))
+        state = {**state, "ema_updates": int(ema.n_averaged)}
     (tmp / STATE).write_text(json.dumps({"step": step, "optimizer": opt_meta, **state}, indent=2))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
@@ -219,6 +232,17 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old.path, ignore_errors=True)
     return final
+
+
+def restore_ema(ema: AveragedModel, ckpt: Checkpoint) -> None:
+    """The weight average saved in `ckpt` into `ema`; one clear error when the checkpoint lacks it."""
+    path = ckpt.path / EMA
+    if not path.is_file() or "ema_updates" not in ckpt.state:
+        raise ResnetlabError(f"{ckpt.path} has no weight average ({EMA} and the update count in {STATE}), "
+                             "but this run averages its weights (--ema): the checkpoint is damaged or was "
+                             "written without it; delete that step folder to resume from an older one")
+    load_weights_into(ema.module, read_weights(path), str(path))
+    ema.n_averaged.fill_(int(ckpt.state["ema_updates"]))
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:

@@ -25,7 +25,8 @@ def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int, d: D
     """Top-1/top-5 error, loss and confusion matrix over the whole loader; fp32 unless `autocast`
     (a context-manager factory, e.g. Engine.autocast) is given.
 
-    A "ten-crop" view yields 10 crops per image (crop-major); their softmax scores are averaged.
+    A "ten-crop" view yields 10 crops per image, a "flip" view the image and its mirror (both
+    crop-major); their softmax scores are averaged.
     With several processes each evaluates its share and the sums are added over ranks.
     """
     was_training = model.training
@@ -36,7 +37,7 @@ def evaluate(model: torch.nn.Module, loader: BatchLoader, num_classes: int, d: D
         with autocast() if autocast else contextlib.nullcontext():
             logits = model(x)
         logits = at_least_fp32(logits)
-        if logits.shape[0] != y.shape[0]:   # ten-crop: average the probabilities of the crops
+        if logits.shape[0] != y.shape[0]:   # ten-crop / flip: average the probabilities of the views
             logits = crop_mean(logits.float().softmax(1), y.shape[0]).clamp_min(1e-12).log()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         for i, c in enumerate(topk_correct(logits, y, (1, 5))):

@@ -8,7 +8,7 @@ One run = one folder (`resnetlab.run`): config.json, preprocess.safetensors, met
 checkpoints/, and at the end model.safetensors + summary.json. On CPU a resumed run is
 bit-identical to an uninterrupted one, because data order and augmentation are functions of
 (seed, epoch, batch) and every piece of state that changes during training (weights, optimiser
-buffers, RNG, schedule state, metric windows) is in the checkpoint.
+buffers, RNG, schedule state, metric windows, the weight average of --ema) is in the checkpoint.
 
 The loop (`_loop`) is four named steps: `_train_step`, `_log_train`, `_evaluate`, `_checkpoint`;
 `_set_up` builds what they share (a `Session`) for a new run or a resumed one.
@@ -38,9 +38,17 @@ from ..models import create_model, get_entry, loss_and_logits
 from ..run import Run, RunRecord
 from ..transfer import classifier_heads, freeze, initialize, load_source
 from . import distributed
-from .checkpoint import load_weights_into, optimizer_from_tensors, restore_rng, save_checkpoint, save_weights
+from .checkpoint import (
+    load_weights_into,
+    optimizer_from_tensors,
+    restore_ema,
+    restore_rng,
+    save_checkpoint,
+    save_weights,
+)
 from .config import TrainConfig
 from .distributed import Dist
+from .ema import WeightEMA
 from .engine import Engine, choose_engine, machine_id, resolve_device
 from .evaluate import evaluate
 from .metrics import MetricsLog, tensorboard_writer
@@ -132,10 +140,16 @@ class Session:
     t_start: float
     step: int = 0
     window: dict | None = None
+    ema: WeightEMA | None = None   # --ema: the weight average, updated after every step
 
     @property
     def recipe(self) -> Recipe:
         return self.cfg.recipe
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What evaluations and the final weights use: the weight average with --ema, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def _train(cfg: TrainConfig, run: Run, record: RunRecord | None, data: DataSplits | None,
@@ -204,9 +218,12 @@ def _set_up(cfg: TrainConfig, run: Run, record: RunRecord | None, d: Dist, data:
     model.to(device, engine.dtype, memory_format=engine.memory_format)
     if d.enabled and cfg.sync_bn:
         model = distributed.convert_sync_batchnorm(model, device)
-    optimizer = torch.optim.SGD(_param_groups(model, cfg.backbone_lr_mult), lr=recipe.lr,
+    optimizer = torch.optim.SGD(_param_groups(model, cfg.backbone_lr_mult, recipe.weight_decay,
+                                              recipe.bn_weight_decay), lr=recipe.lr,
                                 momentum=recipe.momentum, nesterov=recipe.nesterov,
                                 weight_decay=recipe.weight_decay)
+    # A copy of the model as placed (device, dtype, SyncBN), before DDP wraps it.
+    ema = WeightEMA(model, recipe.ema) if recipe.ema else None
     warm = bool(recipe.warmup_lr) and model_depth(model) >= recipe.warmup_min_depth
     schedule = Schedule(recipe, total_steps, state={"warm": warm})
     log = MetricsLog(run.metrics_file)
@@ -218,6 +235,8 @@ def _set_up(cfg: TrainConfig, run: Run, record: RunRecord | None, d: Dist, data:
             opt_t = ckpt.optim_tensors()
             optimizer_from_tensors(optimizer, opt_t, ckpt.state["optimizer"])
             restore_rng(opt_t, d.rank)
+            if ema is not None:
+                restore_ema(ema, ckpt)
             schedule.state = ckpt.state["schedule"]
             window = ckpt.state["window"]
             step = ckpt.step
@@ -258,7 +277,7 @@ def _set_up(cfg: TrainConfig, run: Run, record: RunRecord | None, d: Dist, data:
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else model
     forward = torch.compile(net) if engine.compile else net
     return Session(cfg, run, d, record, model, forward, optimizer, schedule, engine, train_loader,
-                   eval_loaders, num_classes, steps_per_epoch, total_steps, log, t_start, step, window)
+                   eval_loaders, num_classes, steps_per_epoch, total_steps, log, t_start, step, window, ema)
 
 
 def _loop(s: Session, progress: bool) -> None:
@@ -313,6 +332,8 @@ def _train_step(s: Session, x: torch.Tensor, y: torch.Tensor, t_batch: float) ->
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     s.optimizer.step()
+    if s.ema is not None:
+        s.ema.update_parameters(s.model)
     # One sync per step (summed over ranks): the metrics and the NaN guard, the same decision on
     # every rank.
     loss_sum, correct, seen = distributed.sum_over_ranks(
@@ -346,12 +367,12 @@ def _log_train(s: Session, lr: float) -> dict:
 def _evaluate(s: Session, lr: float, final: bool) -> dict:
     """An eval record: every evaluation split (test, val, train sample). Evaluations along the way
     run at the training precision (half the time of fp32 on a CPU with bf16); the last one, the
-    run's reported result, in fp32."""
+    run's reported result, in fp32. With --ema they evaluate the weight average."""
     precision = s.engine.precision
     rec = {"kind": "eval", "step": s.step, "epoch": s.step / s.steps_per_epoch, "lr": lr,
            "precision": "fp32" if final and precision != "fp64" else precision}
     for split, loader in s.eval_loaders.items():
-        r = evaluate(s.model, loader, s.num_classes, s.d, autocast=None if final else s.engine.autocast)
+        r = evaluate(s.eval_model, loader, s.num_classes, s.d, autocast=None if final else s.engine.autocast)
         rec.update({f"{split}_loss": r.loss, f"{split}_top1_error": r.top1_error,
                     f"{split}_top5_error": r.top5_error})
     rec["time"] = time.time() - s.t_start
@@ -366,14 +387,16 @@ def _checkpoint(s: Session) -> None:
     if s.d.is_main:
         save_checkpoint(s.run.root, s.step, s.model, s.optimizer,
                         {"epoch": s.step / s.steps_per_epoch, "schedule": s.schedule.state,
-                         "window": s.window}, rng_states=rngs)
+                         "window": s.window}, rng_states=rngs, ema=s.ema)
 
 
 def _finish(s: Session) -> dict:
-    """The final weights and summary.json (rank 0); every rank returns the summary."""
+    """The final weights (the weight average with --ema) and summary.json (rank 0); every rank
+    returns the summary."""
     summary = None
     if s.d.is_main:
-        save_weights(s.run.weights_file, s.model, {"model": s.cfg.model, "step": s.step})
+        meta = {"model": s.cfg.model, "step": s.step, **({"ema": s.recipe.ema} if s.ema is not None else {})}
+        save_weights(s.run.weights_file, s.eval_model, meta)
         summary = _summary(s.cfg, s.log, s.step, s.steps_per_epoch, s.engine)
         s.run.save_summary(summary)
         s.log.close()
@@ -406,22 +429,32 @@ def finish_run(cfg: TrainConfig, data: DataSplits | None = None, progress: bool 
 
 
 def _same_recipe(a: dict, b: dict) -> bool:
-    # The engine fields may legitimately differ (probe vs flags); the optimisation may not.
+    # The engine fields may legitimately differ (probe vs flags); the optimisation may not. A field
+    # missing from a recipe saved before it existed has its default, which is the old behaviour.
     ignore = {"precision", "channels_last", "compile", "notes"}
+    default = Recipe().to_dict()
     norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON has no tuples)
-    return all(norm(a.get(k)) == norm(b.get(k)) for k in (set(a) | set(b)) - ignore)
+    return all(norm(a.get(k, default.get(k))) == norm(b.get(k, default.get(k)))
+               for k in (set(a) | set(b)) - ignore)
 
 
-def _param_groups(model: torch.nn.Module, backbone_lr_mult: float) -> list[dict]:
-    """Trainable parameters in two groups: the classifier at the schedule's lr, the rest at
-    lr * backbone_lr_mult (1 unless fine-tuning asks for a gentler backbone)."""
+def _param_groups(model: torch.nn.Module, backbone_lr_mult: float, weight_decay: float,
+                  bn_weight_decay: float | None = None) -> list[dict]:
+    """Trainable parameters in groups, each with its lr_mult and weight_decay: the classifier at the
+    schedule's lr, the rest at lr * backbone_lr_mult (1 unless fine-tuning asks for a gentler
+    backbone); with bn_weight_decay given, each split again into BatchNorm weights and biases (every
+    parameter with ndim <= 1) at bn_weight_decay and the rest at weight_decay. Empty groups are
+    dropped. Without bn_weight_decay the groups are the two they always were, in the same order, so
+    older checkpoints' optimiser state still maps onto the same parameters."""
     heads = classifier_heads(model)
-    head, body = [], []
+    found: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (head if any(name.startswith(h + ".") for h in heads) else body).append(p)
-    groups = [{"params": body, "lr_mult": backbone_lr_mult}, {"params": head, "lr_mult": 1.0}]
-    return [g for g in groups if g["params"]]
+            head = any(name.startswith(h + ".") for h in heads)
+            found.setdefault((head, bn_weight_decay is not None and p.ndim <= 1), []).append(p)
+    return [{"params": found[key], "lr_mult": 1.0 if key[0] else backbone_lr_mult,
+             "weight_decay": bn_weight_decay if key[1] else weight_decay}
+            for key in ((False, False), (False, True), (True, False), (True, True)) if key in found]
 
 
 def _empty_window() -> dict:

@@ -33,13 +33,18 @@ class Recipe:
     batch_size, ...), generated from the field's metadata: its help text and allowed values."""
 
     name: str = "custom"
-    # optimiser (SGD with momentum; weight decay on every parameter, as in the paper)
+    # optimiser (SGD with momentum; weight decay on every parameter, as in the paper, unless
+    # bn_weight_decay says otherwise)
     batch_size: int = _field(128, "images per step (global, over all processes)")
     lr: float = _field(0.1, "peak learning rate")
     momentum: float = _field(0.9, "SGD momentum")
     nesterov: bool = _field(False, "Nesterov momentum")
-    weight_decay: float = _field(1e-4, "L2 weight decay on every parameter")
+    weight_decay: float = _field(1e-4, "L2 weight decay on every parameter (but see --bn-weight-decay)")
+    bn_weight_decay: float | None = _field(None, "weight decay on BatchNorm weights and all biases "
+                                           "(default: --weight-decay, as in the paper)")
     label_smoothing: float = _field(0.0, "label smoothing of the cross-entropy (0: none)")
+    ema: float = _field(0.0, "exponential moving average of the weights, its decay per step (0: off); "
+                        "evaluations and the saved weights use the average")
     # learning-rate schedule
     schedule: str = _field("step", "learning-rate schedule", SCHEDULES)
     milestones: tuple[float, ...] = _field((0.5, 0.75), "step schedule: fractions of the run where "
@@ -65,8 +70,9 @@ class Recipe:
                             NORMALIZATIONS)
     val_split: int = _field(0, "training images held out for validation (paper: 5000)")
     eval_every: float = _field(1.0, "epochs between test-set evaluations")
-    eval_view: str = _field("none", "evaluation view: none, center (resize 256/224 + centre crop) or "
-                            "ten-crop (corners, centre and flips, scores averaged)", EVAL_VIEWS)
+    eval_view: str = _field("none", "evaluation view: none, center (resize 256/224 + centre crop), "
+                            "ten-crop (corners, centre and flips, scores averaged) or flip (the image "
+                            "and its mirror, scores averaged)", EVAL_VIEWS)
     eval_batch_size: int = _field(512, "images per evaluation batch")
     # engine: "auto" probes the machine; flags override
     precision: str = _field("auto", "arithmetic (auto: probe the machine; fp64: reference arithmetic, "
@@ -85,6 +91,10 @@ class Recipe:
             if getattr(self, name) <= 0:
                 flag = name.replace("_", "-")
                 raise ResnetlabError(f"--{flag} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.ema < 1:
+            raise ResnetlabError(f"--ema is a decay in [0, 1) (0: off), got {self.ema}")
+        if self.bn_weight_decay is not None and self.bn_weight_decay < 0:
+            raise ResnetlabError(f"--bn-weight-decay must be 0 or more, got {self.bn_weight_decay}")
         if any(not 0 < m < 1 for m in self.milestones):
             raise ResnetlabError(f"milestones are fractions of the run in (0, 1), got {self.milestones}")
         for f in dataclasses.fields(self):

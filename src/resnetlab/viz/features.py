@@ -73,8 +73,9 @@ def feature_maps(model: nn.Module, x: torch.Tensor,
 
 def prepare_image(run, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A decoded image (uint8 C x H x W, any size and mode) as a run's network input, the way
-    `resnetlab predict` feeds it (`TrainedRun.prepare`; a ten-crop run: its centre crop). Returns (the
-    input as shown, C x H x W in [0, 1]; the network input, 1 x C x H x W)."""
+    `resnetlab predict` feeds it (`TrainedRun.prepare`; a ten-crop run: its centre crop; a flip run:
+    the image, not its mirror). Returns (the input as shown, C x H x W in [0, 1]; the network input,
+    1 x C x H x W)."""
     from ..data.augment import Normalizer
 
     c = run.channels

@@ -60,7 +60,7 @@ def _figure(plot, *args, **kwargs) -> str:
 def predict(model, images, record: RunRecord, normalizer, device="cpu",
             batch_size: int = 256) -> torch.Tensor:
     """Softmax probabilities (N x K) of the run's model on a split (ImageSet or StreamSet), as the
-    run's evaluation sees it (ten-crop scores averaged)."""
+    run's evaluation sees it (the scores of ten crops, or of an image and its mirror, averaged)."""
     from ..data.augment import crop_mean
     from ..train.evaluate import eval_loader
 
