@@ -19,6 +19,9 @@ median ratio.
 
     python benchmarks/throughput.py --data fashion-mnist --model resnet20 --steps 150
     python benchmarks/throughput.py --data ../shared/data/cifar10-jpeg.tar.gz --steps 150
+    # kernels held to AVX2 (as on a Zen 3, where bf16 is emulated): the engine then picks fp32
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python benchmarks/throughput.py --data fashion-mnist --steps 150
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def run_engine(args) -> dict:
         return create_model(args.model, num_classes=len(splits.classes), in_channels=c)
 
     engine = choose_engine(build, args.model, tuple(images.shape[1:]), 128, len(splits.classes),
-                           torch.device("cpu"), compile="off")
+                           torch.device("cpu"), precision=args.precision, compile="off")
     torch.manual_seed(0)
     model = build().to(memory_format=engine.memory_format)
     opt = sgd(model)
@@ -162,6 +165,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3, help="alternating reference/engine pairs")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="the engine's arithmetic (auto: the probe's choice; fp32: as on a CPU without bf16)")
     p.add_argument("--mode", choices=["reference", "engine"], help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -175,7 +180,7 @@ def main() -> None:
     # speed drifts (shared host), so the ratio is taken pair by pair and its median reported.
     def one(mode, workers=None):
         cmd = [sys.executable, __file__, "--mode", mode, "--data", args.data, "--model", args.model,
-               "--steps", str(args.steps), "--warmup", str(args.warmup)]
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--precision", args.precision]
         if workers is not None:
             cmd += ["--workers", str(workers)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -187,6 +192,8 @@ def main() -> None:
         workers = ref["workers"]   # the first pair tries 0 and 2 workers; later pairs use the faster
         pairs.append((ref, one("engine")))
     threads = torch.get_num_threads()
+    from resnetlab.train.engine import machine_id
+    print(f"machine: {machine_id(torch.device('cpu'))}, kernels: {torch.backends.cpu.get_cpu_capability()}")
     print(f"{args.model} on {args.data}, batch 128, {args.steps} timed steps per run, {threads} threads, "
           f"{args.repeats} alternating pairs")
     print(f"{'pair':<5} {'reference img/s':>16} {'engine img/s':>13} {'ratio':>6} {'ref RSS MB':>11} "

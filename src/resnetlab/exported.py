@@ -233,5 +233,5 @@ def evaluate_exported(path: str | Path, data: str | None = None, data_dir: str |
     loader = loader_for(images, batch_size, train=False, view=View("none"), normalizer=pixels)
     result = evaluate(_Pipeline(run), loader, len(run.classes))
     return {"run": str(path), "data": spec, "split": split, "model": run.model_name,
-            "precision": run.precision, **result.to_dict(run.classes)}
+            "precision": run.precision, "eval_view": run.view, **result.to_dict(run.classes)}
 

@@ -138,3 +138,29 @@ def test_seeds_flag_errors(tmp_path, data_dir, capsys):
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0]
+
+
+def test_eval_view_flip_averages_the_image_and_its_mirror(tmp_path, data_dir, capsys):
+    """`eval --eval-view flip` on a run trained without it: the loss is that of the mean of the two
+    softmaxes (the image and its mirror), computed here by hand from the saved weights."""
+    import torch
+
+    from resnetlab.data.open import open_data
+    from resnetlab.run import load_trained
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir", data_dir,
+                 "--epochs", "2", "--batch-size", "32", "--out", str(out), *FIXED]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data-dir", data_dir, "--eval-view", "flip", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["eval_view"] == "flip" and r["n"] == 64
+    model, record, normalizer = load_trained(out, torch.device("cpu"))
+    test = open_data("fashion-mnist", data_dir=data_dir).test
+    x = normalizer(test.images)
+    with torch.no_grad():
+        p = (model(x).float().softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2
+    assert r["loss"] == pytest.approx(float(-p[torch.arange(64), test.labels].log().mean()), rel=1e-4)
+    assert r["top1_error"] == pytest.approx(float((p.argmax(1) != test.labels).float().mean()))
+    assert main(["eval", str(out), "--data-dir", data_dir, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["eval_view"] == "none"

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..data.augment import NORMALIZATIONS
+from ..data.loader import EVAL_VIEWS
 from ..errors import ResnetlabError
 from ..models.blocks import SHORTCUTS
 from ..train.metrics import TENSORBOARD
@@ -61,6 +62,8 @@ def add_commands(sub) -> None:
     p.add_argument("--data", help="data set (default: the one the run was trained on)")
     p.add_argument("--data-dir")
     p.add_argument("--split", default="test", choices=["test", "train"])
+    p.add_argument("--eval-view", choices=EVAL_VIEWS, help="evaluate with this view instead of the run's "
+                   "own (e.g. flip: test-time flip averaging of a run trained without it); run folders only")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON (top1_error, top5_error as fractions)")
     p.set_defaults(run=cmd_eval)
@@ -310,10 +313,13 @@ def cmd_eval(args) -> int:
     from ..train.evaluate import evaluate_run
 
     if is_exported(args.run_dir):
+        if args.eval_view:
+            raise ResnetlabError("--eval-view applies to run folders; an .onnx file is evaluated with the "
+                                 "view it was exported with (its sidecar's eval_view)")
         r = evaluate_exported(args.run_dir, data=args.data, data_dir=args.data_dir, split=args.split)
     else:
         r = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device,
-                         split=args.split)
+                         split=args.split, view=args.eval_view)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import Normalizer, crop_mean
-from ..data.loader import BatchLoader, View
+from ..data.loader import EVAL_VIEWS, BatchLoader, View
 from ..data.open import loader_for, open_data
 from ..data.splits import restrict
 from ..errors import ResnetlabError
@@ -67,17 +67,17 @@ def open_run_data(record: RunRecord, data: str | None = None, data_dir: str | No
 
 
 def eval_loader(images, record: RunRecord, normalizer: Normalizer, device,
-                batch_size: int = 512) -> BatchLoader:
-    """The images of a split as the run's evaluation sees them: its view, its normalisation,
-    channels_last."""
+                batch_size: int = 512, view: str | None = None) -> BatchLoader:
+    """The images of a split as the run's evaluation sees them: its view (or `view`, e.g. "flip" for
+    test-time flip averaging of a run trained without it), its normalisation, channels_last."""
     recipe = record.config.recipe
-    view = View(recipe.eval_view, size=recipe.crop_size)
+    view = View(view or recipe.eval_view, size=recipe.crop_size)
     return loader_for(images, batch_size, train=False, view=view, normalizer=normalizer, device=device,
                       channels_last=True)
 
 
 def evaluate_split(model: torch.nn.Module, record: RunRecord, normalizer: Normalizer, spec, splits,
-                   split: str = "test", device="cpu", batch_size: int = 512) -> dict:
+                   split: str = "test", device="cpu", batch_size: int = 512, view: str | None = None) -> dict:
     """`evaluate_run` for a model and data already loaded (`load_trained`, `open_run_data`)."""
     images = getattr(splits, split, None)
     if images is None:
@@ -88,17 +88,22 @@ def evaluate_split(model: torch.nn.Module, record: RunRecord, normalizer: Normal
             f"{spec} ({channels} channel(s), {len(splits.classes)} classes) does not match "
             f"the run ({record.channels} channel(s), {record.num_classes} classes); "
             "evaluate it on the data set it was trained on")
-    loader = eval_loader(images, record, normalizer, device, batch_size)
+    loader = eval_loader(images, record, normalizer, device, batch_size, view)
     result = evaluate(model.to(memory_format=torch.channels_last), loader, record.num_classes)
-    return {"data": spec, "split": split, "model": record.config.model, **result.to_dict(record.classes)}
+    return {"data": spec, "split": split, "model": record.config.model,
+            "eval_view": view or record.config.recipe.eval_view, **result.to_dict(record.classes)}
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | None = None,
-                 device: str = "auto", split: str = "test", batch_size: int = 512) -> dict:
+                 device: str = "auto", split: str = "test", batch_size: int = 512,
+                 view: str | None = None) -> dict:
     """Top-1/top-5 error, per-class accuracy and confusion matrix of a run on a data set
-    (default: the data set it was trained on), in fp32, with the run's own preprocessing."""
+    (default: the data set it was trained on), in fp32, with the run's own preprocessing and
+    evaluation view (or `view`: one of EVAL_VIEWS)."""
+    if view is not None and view not in EVAL_VIEWS:
+        raise ResnetlabError(f"--eval-view must be one of {', '.join(EVAL_VIEWS)}, got {view!r}")
     dev = resolve_device(device)
     model, record, normalizer = load_trained(run_dir, dev)
     spec, splits = open_run_data(record, data, data_dir)
-    result = evaluate_split(model, record, normalizer, spec, splits, split, dev, batch_size)
+    result = evaluate_split(model, record, normalizer, spec, splits, split, dev, batch_size, view)
     return {"run": str(run_dir), **result}
