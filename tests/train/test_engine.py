@@ -145,3 +145,15 @@ def test_a_candidate_twice_as_slow_as_the_best_is_dropped_after_one_timed_step(m
                                        (1, 8, 8), 32, 4, seconds=0.0)
     assert counts["bf16"] == 2 and counts["fp32"] > 2   # warm-up + the one timed step, then dropped
     assert rates == [pytest.approx(3200), pytest.approx(640)]
+
+
+def test_the_cache_key_names_the_kernels_so_an_avx2_run_never_reads_a_native_choice(monkeypatch):
+    """The same CPU held to AVX2 (ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA) has other rates and no
+    native bf16: its cached probe results must live under another key (a run under the AVX2
+    emulation once took the native machine's cached bf16 choice and ran 10x slower)."""
+    native = engine_mod.machine_id(torch.device("cpu"))
+    assert torch.backends.cpu.get_cpu_capability() in native
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    held = engine_mod.machine_id(torch.device("cpu"))
+    assert held != native and held.endswith("AVX2 onednn<=avx2")

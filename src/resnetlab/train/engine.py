@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import platform
 import statistics
 import time
@@ -101,7 +102,12 @@ def machine_id(device: torch.device) -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{cpu} x{torch.get_num_threads()}"
+    # The kernels PyTorch and oneDNN may use are part of the machine: the same CPU held to AVX2
+    # (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, as `make test-avx2` and the Zen 3 emulation do) has
+    # other rates, and no native bf16; a cached choice must not cross that line.
+    kernels = torch.backends.cpu.get_cpu_capability()
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return f"{cpu} x{torch.get_num_threads()} {kernels}" + (f" onednn<={isa.lower()}" if isa else "")
 
 
 class _Trial:
