@@ -95,6 +95,19 @@ def test_degradation_verdicts_resolve_only_what_the_seeds_resolve():
     assert "the deeper ResNet" not in res     # no conclusion drawn from an unresolved comparison
 
 
+def test_degradation_states_each_step_in_depth_when_there_are_depths_between():
+    def net(name, sample_errors):
+        return _seeds(name, *[_run(name, [0.5], sample=e, seed=i) for i, e in enumerate(sample_errors)])
+    errors = {20: [0.10, 0.12, 0.11], 32: [0.15, 0.17, 0.16], 56: [0.16, 0.16, 0.18]}
+    curves = {f"{k}{d}": net(f"{k}{d}", e) for d, e in errors.items() for k in ("plain", "resnet")}
+    lines = degradation.verdicts(curves, [20, 32, 56])
+    step = next(v for v in lines if v.startswith("plain nets, 20 -> 32 layers, training error"))
+    assert "+5.00 points" in step and "not resolved" not in step      # +5 on every seed
+    step = next(v for v in lines if v.startswith("ResNets, 32 -> 56 layers, training error"))
+    assert "not resolved at this budget" in step                      # +1, -1, +2: spans 0
+    assert not any("->" in v for v in degradation.verdicts(curves, [20, 56]))   # two depths: ends only
+
+
 def test_seeds_train_one_folder_each_and_results_keep_every_value(spec):
     spec.seeds = (0, 1)
     r = degradation.run(spec, depths=[8, 14])

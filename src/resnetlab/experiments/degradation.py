@@ -71,11 +71,22 @@ def verdicts(curves: dict[str, Seeds], depths: list[int]) -> list[str]:
         out += _along(deep, shallow)
         text, d = versus(deep, shallow, "final_test_error", "test error")
         out.append(f"{'plain nets' if kind == 'plain' else 'ResNets'}, test error: {text}")
+    out += [f"{'plain nets' if kind == 'plain' else 'ResNets'}, {a} -> {b} layers, training error: "
+            f"{versus(curves[f'{kind}{b}'], curves[f'{kind}{a}'], 'final_train_error', 'training error')[0]}"
+            for kind, a, b in _steps(depths)]
     for d in depths:
         text, diff = versus(curves[f"resnet{d}"], curves[f"plain{d}"], "final_train_error", "training error")
         out.append(f"depth {d}, shortcuts vs none: {text}"
                    + _conclusion(diff, "the shortcuts do not help here", "the shortcuts lower it"))
     return out
+
+
+def _steps(depths: list[int]) -> list[tuple[str, int, int]]:
+    """Each step in depth (kind, shallower, deeper), when there are depths between the end points:
+    "rises (falls) with depth" is a claim about every step, not only the two ends."""
+    if len(depths) < 3:
+        return []
+    return [(kind, a, b) for kind in ("plain", "resnet") for a, b in zip(depths, depths[1:], strict=False)]
 
 
 def _along(deep: Seeds, shallow: Seeds) -> list[str]:
@@ -122,6 +133,9 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
         what: versus(curves[f"{kind}{depths[-1]}"], curves[f"{kind}{depths[0]}"], attr, what)[1].to_dict()
         for attr, what in (("final_train_error", "training error"), ("final_test_error", "test error"))}
         for kind in ("plain", "resnet")}
+    for kind, a, b in _steps(depths):
+        differences[f"{kind}{b}-{kind}{a}"] = {"training error": versus(
+            curves[f"{kind}{b}"], curves[f"{kind}{a}"], "final_train_error", "training error")[1].to_dict()}
     return write_results(spec, "degradation", {"depths": depths, "models": models, "differences": differences,
                                                  "paper_resnet_cifar10_error": PAPER_RESNET_ERROR},
                          table, v, [fig], started)
