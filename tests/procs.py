@@ -1,5 +1,6 @@
 """Child processes in tests: wait for an observed event, and when it does not come, say what happened
-(the child's exit code and the end of its stderr) instead of failing later on missing files."""
+(the child's exit code and the end of its stderr) instead of failing later on missing files; and
+interrupting an in-process run after a checkpoint (train_until_checkpoint)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,25 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def train_until_checkpoint(cfg, monkeypatch, n: int = 3) -> None:
+    """Train `cfg` in process and stop it (KeyboardInterrupt) right after its n-th checkpoint write:
+    a run interrupted mid-epoch, with its checkpoints on disk, for the resume-is-exact tests."""
+    import pytest
+
+    import resnetlab.train.loop as loop
+    from resnetlab.train.loop import train
+
+    real_save, calls = loop.save_checkpoint, []
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)

@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 from fakedata import write_fashion_like
+from procs import train_until_checkpoint
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -106,22 +107,10 @@ def test_an_interrupted_ema_run_resumes_to_identical_weights(tmp_path, data_dir,
     full = tmp_path / "full"
     train(config(full, data_dir, **recipe), progress=False)
 
-    import resnetlab.train.loop as loop
     part = tmp_path / "part"
-    real_save, calls = loop.save_checkpoint, []
-
-    def save_then_stop(*args, **kwargs):
-        real_save(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 3:            # stop mid-epoch, right after a checkpoint
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
     cfg = config(part, data_dir, **recipe)
     cfg.checkpoint_every = 3
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    train_until_checkpoint(cfg, monkeypatch, 3)   # stops mid-epoch, right after a checkpoint
     ckpt = list_checkpoints(part)[-1]
     assert ckpt.step == 8 and ckpt.state["ema_updates"] == 8
     assert [g["weight_decay"] for g in ckpt.state["optimizer"]["param_groups"]] == [5e-4, 0.0, 5e-4, 0.0]

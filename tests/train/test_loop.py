@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 from fakedata import write_fashion_like
+from procs import train_until_checkpoint
 from safetensors.torch import load_file
 
 from resnetlab import ResnetlabError, register_model
@@ -117,22 +118,10 @@ def test_interrupted_run_resumes_to_identical_weights_in_process(tmp_path, data_
     full = tmp_path / "full"
     train(config(full, data_dir, epochs=3, batch_size=32), progress=False)
 
-    import resnetlab.train.loop as loop
     part = tmp_path / "part"
-    real_save, calls = loop.save_checkpoint, []
-
-    def save_then_stop(*args, **kwargs):
-        real_save(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 3:            # stop mid-epoch, right after a checkpoint
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
     cfg = config(part, data_dir, epochs=3, batch_size=32)
     cfg.checkpoint_every = 3
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    train_until_checkpoint(cfg, monkeypatch, 3)   # stops mid-epoch, right after a checkpoint
     threads = torch.get_num_threads()
     assert json.loads((part / "config.json").read_text())["engine"]["threads"] == threads
     if other_threads:   # resumed by a process with another thread count: the run's own is used
