@@ -98,3 +98,36 @@ def test_flip_as_training_augmentation_still_flips_a_random_half():
     xb, _ = next(ld.epoch())
     mirrored = (xb[:, 0, 0, 0] > xb[:, 0, 0, -1]).sum().item()
     assert xb.shape == (64, 1, 6, 6) and 10 < mirrored < 54
+
+
+def test_alternating_flip_mirrors_each_image_on_every_other_epoch():
+    # Image i is the row 0..5 (not mirror-symmetric); labels carry the image's index.
+    n = 64
+    x = torch.arange(6, dtype=torch.uint8).view(1, 1, 1, 6).expand(n, 1, 6, 6).contiguous()
+    ld = BatchLoader(x, torch.arange(n), 16, train=True, view=View("alt-flip"),
+                     normalizer=Normalizer.fit(x, "none"))
+
+    def mirrored(epoch):   # image index -> flipped in this epoch
+        return {i: bool(xb[k, 0, 0, 0] > xb[k, 0, 0, -1]) for xb, yb in ld.epoch(epoch)
+                for k, i in enumerate(yb.tolist())}
+
+    e0, e1, e2 = mirrored(0), mirrored(1), mirrored(2)
+    assert all(e1[i] != e0[i] for i in e0) and e2 == e0       # every image both ways in two epochs
+    assert 10 < sum(e0.values()) < 54                          # the start is a random half
+    resumed = {i: bool(xb[k, 0, 0, 0] > xb[k, 0, 0, -1]) for xb, yb in ld.epoch(1, start=2)
+               for k, i in enumerate(yb.tolist())}
+    assert all(resumed[i] == e1[i] for i in resumed)           # a resumed epoch flips the same images
+    other = BatchLoader(x, torch.arange(n), 16, train=True, view=View("alt-flip"),
+                        normalizer=Normalizer.fit(x, "none"), seed=1)
+    assert sum(bool(xb[k, 0, 0, 0] > xb[k, 0, 0, -1]) != e0[i] for xb, yb in other.epoch(0)
+               for k, i in enumerate(yb.tolist())) > 0        # the seed sets the start
+
+
+def test_alternating_flip_is_the_same_over_ranks():
+    x = torch.randint(0, 256, (64, 1, 6, 6), dtype=torch.uint8)
+    kw = dict(train=True, view=View("alt-flip"), normalizer=Normalizer.fit(x, "none"), seed=3)
+    whole = list(BatchLoader(x, torch.arange(64), 16, **kw).epoch(1))
+    parts = [list(BatchLoader(x, torch.arange(64), 16, rank=r, world_size=2, **kw).epoch(1))
+             for r in range(2)]
+    for b, (xb, _) in enumerate(whole):
+        assert torch.equal(torch.cat([parts[0][b][0], parts[1][b][0]]), xb)

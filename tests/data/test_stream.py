@@ -104,6 +104,15 @@ def test_training_batches_are_bit_identical(tmp_path, folder, num_workers):
     assert_same_batches(ref.epoch(2), ld.epoch(2))  # the workers persist: a second epoch works too
 
 
+def test_alternating_flip_streams_the_same_batches(tmp_path, folder):
+    mem = load_dataset(folder, data_dir=tmp_path / "c", image_size=8, **SPLIT)
+    streamed = open_stream(folder, image_size=8, **SPLIT)
+    norm = Normalizer.fit(mem.train.images, "channel")
+    ref, ld = loaders(mem.train, streamed.train, norm, 0, batch_size=8, train=True, view=View("alt-flip"),
+                      seed=5)
+    assert_same_batches(ref.epoch(1), ld.epoch(1))
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_eval_batches_are_bit_identical(tmp_path, folder, num_workers):
     mem = load_dataset(folder, data_dir=tmp_path / "c", image_size=8, **SPLIT)

@@ -75,6 +75,15 @@ def random_flip(x: torch.Tensor, gen: BatchRandom | torch.Generator, p: float = 
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def alternating_flip(x: torch.Tensor, first: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Mirror each image on every other epoch (airbench's "alternating flip"): image i is flipped in
+    epoch e when first[i] xor (e odd), with `first` (bool per image of the batch) drawn once per run.
+    Over any two consecutive epochs every image is seen both ways, where random flips leave a
+    quarter of the images unmirrored (or mirrored) twice in a row."""
+    flip = (first ^ bool(epoch % 2)).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
 def scale_crop_flip(x: torch.Tensor, size: int, gen: BatchRandom | torch.Generator,
                     scale: tuple[float, float],
                     flip: bool = True) -> torch.Tensor:

@@ -23,6 +23,7 @@ from .augment import (
     PAPER_SCALE,
     BatchRandom,
     Normalizer,
+    alternating_flip,
     batch_seed,
     center_crop,
     random_crop,
@@ -32,7 +33,7 @@ from .augment import (
     ten_crop,
 )
 
-AUGMENTS = ("none", "flip", "pad-crop", "pad-crop-flip", "scale-crop-flip")
+AUGMENTS = ("none", "flip", "alt-flip", "pad-crop", "pad-crop-flip", "scale-crop-flip")
 EVAL_VIEWS = ("none", "center", "ten-crop", "flip")
 
 
@@ -42,7 +43,8 @@ class View:
 
     kind: one of AUGMENTS for training; one of EVAL_VIEWS for evaluation. "flip" is both: with a
     generator (training) a random half of the batch is mirrored; without one (evaluation) every
-    image is seen as itself and mirrored.
+    image is seen as itself and mirrored. "alt-flip" (training only) mirrors each image on every
+    other epoch, starting from a random choice per image (the loader passes `first` and `epoch`).
     size: output side in pixels (None: the stored size). For "center" and "ten-crop" the shorter
     side is first resized to size * 256/224 (the usual 256 -> 224 test view) when the images are
     larger. "ten-crop" returns 10 x N images, crop-major (corners, centre, and their flips); the
@@ -66,9 +68,11 @@ _EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], 
 
 
 def apply_view(x: torch.Tensor, view: View, gen: BatchRandom | torch.Generator | None,
-               normalizer: Normalizer, channels_last: bool) -> torch.Tensor:
+               normalizer: Normalizer, channels_last: bool, first: torch.Tensor | None = None,
+               epoch: int = 0) -> torch.Tensor:
     """uint8 batch (on its device) -> normalised float network input. `gen` None: an evaluation
-    view (no random draws)."""
+    view (no random draws). `first`, `epoch`: the "alt-flip" augmentation's per-image start and
+    the epoch."""
     evaluation = gen is None
     if gen is not None and not isinstance(gen, BatchRandom):
         gen = BatchRandom(gen, x.shape[0])
@@ -78,6 +82,10 @@ def apply_view(x: torch.Tensor, view: View, gen: BatchRandom | torch.Generator |
         x = random_crop(x, (size, size) if view.size else (h, w), view.pad, gen)
     if view.kind == "pad-crop-flip" or (view.kind == "flip" and not evaluation):
         x = random_flip(x, gen)
+    if view.kind == "alt-flip" and not evaluation:
+        if first is None:
+            raise ValueError("the alt-flip augmentation needs each image's first flip (`first`)")
+        x = alternating_flip(x, first, epoch)
     x = normalizer(x)
     if view.kind == "scale-crop-flip":
         x = scale_crop_flip(x, size, gen, view.scale)
@@ -118,6 +126,10 @@ class BatchLoader:
         self.device = torch.device(device)
         self.channels_last, self.seed, self.dtype = channels_last, seed, dtype
         self.rank, self.world_size = rank, world_size
+        # alt-flip: whether each image is mirrored in even epochs, one draw per run (its seed)
+        self.first_flip = (torch.randint(0, 2, (len(labels),), dtype=torch.bool,
+                                         generator=torch.Generator().manual_seed(batch_seed(seed, -1, -2)))
+                           if train and view.kind == "alt-flip" else None)
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -140,10 +152,11 @@ class BatchLoader:
             else:
                 yield b, order[b * self.batch_size:(b + 1) * self.batch_size]
 
-    def inputs(self, x: torch.Tensor, y: torch.Tensor, epoch: int, b: int
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, epoch: int, b: int, idx: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `b` of `epoch` as the network sees it: uint8 images `x` and labels `y` moved to the
-        device, augmented (with the batch's own generator) and normalised."""
+        device, augmented (with the batch's own generator) and normalised. `idx`: the images'
+        indices in the set (needed by alt-flip)."""
         non_blocking = self.device.type == "cuda"
         gen = None
         if self.train:
@@ -153,10 +166,15 @@ class BatchLoader:
                               self.batch_size, self.rank * local, local)
         x = x.to(self.device, non_blocking=non_blocking)
         y = y.to(self.device, non_blocking=non_blocking)
-        x = apply_view(x, self.view, gen, self.normalizer, self.channels_last)
+        first = None
+        if self.first_flip is not None:
+            if idx is None:
+                raise ValueError("alt-flip needs the batch's image indices")
+            first = self.first_flip[idx]
+        x = apply_view(x, self.view, gen, self.normalizer, self.channels_last, first, epoch)
         return (x if x.dtype == self.dtype else x.to(self.dtype)), y
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (inputs, labels) on the device for batches start, start+1, ... of `epoch`."""
         for b, idx in self.batches(epoch, start):
-            yield self.inputs(self.images[idx], self.labels[idx], epoch, b)
+            yield self.inputs(self.images[idx], self.labels[idx], epoch, b, idx)

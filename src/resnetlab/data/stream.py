@@ -391,4 +391,4 @@ class StreamingLoader(BatchLoader):
         plan = list(self.batches(epoch, start))
         decoded = self._decoded([idx.tolist() for _, idx in plan])
         for (b, idx), x in zip(plan, decoded, strict=True):
-            yield self.inputs(x, self.labels[idx], epoch, b)
+            yield self.inputs(x, self.labels[idx], epoch, b, idx)
