@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from resnetlab.stats import compare
+
 ROOT = Path(__file__).resolve().parents[1]
 RESNETLAB = [sys.executable, "-m", "resnetlab"]
 
@@ -95,9 +97,11 @@ def main() -> None:
     p.add_argument("extra", nargs="*", help="flags for every run (after --)")
     args = p.parse_args()
     out = Path(args.out)
-    rows = ["| trial | epochs | flags | test acc per seed (%) | mean ± std | with flip TTA | "
-            "train wall (s) | TTA eval (s) |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| trial | epochs | flags | test acc per seed (%) | mean ± std | with flip TTA, per seed | "
+            "mean ± std | train wall (s) | TTA eval (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    verdicts = []
     for epochs in args.epochs:
+        tta_errors = {}
         for trial in args.trials:
             accs, ttas, walls, evals = [], [], [], []
             for seed in args.seeds:
@@ -110,12 +114,21 @@ def main() -> None:
                 evals.append(t["eval_s"])
                 if (run / "trial.json").is_file():
                     walls.append(json.loads((run / "trial.json").read_text())["wall_s"])
+            tta_errors[trial] = [1 - a / 100 for a in ttas]
             rows.append(f"| {trial} | {epochs:g} | {' '.join(TRIALS[trial]) or '(fast)'} | "
-                        f"{', '.join(f'{a:.2f}' for a in accs)} | {mean_std(accs)} | {mean_std(ttas)} | "
+                        f"{', '.join(f'{a:.2f}' for a in accs)} | {mean_std(accs)} | "
+                        f"{', '.join(f'{a:.2f}' for a in ttas)} | {mean_std(ttas)} | "
                         f"{', '.join(f'{w:.0f}' for w in walls) or '-'} | "
                         f"{statistics.mean(evals):.1f} |")
             print(rows[-1], flush=True)
-    table = "\n".join(rows)
+        # Each trial against `fast` on the same seeds (same data order): paired t on the flip-averaged
+        # test error, "not resolved" while the interval holds 0.
+        if "fast" in tta_errors and len(args.seeds) > 1:
+            for trial, errs in tta_errors.items():
+                if trial != "fast":
+                    verdict, _ = compare(trial, errs, "fast", tta_errors["fast"], "test error with flip TTA")
+                    verdicts.append(f"- {epochs:g} epochs: {verdict}")
+    table = "\n".join(rows + [""] + verdicts)
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
