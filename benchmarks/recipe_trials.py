@@ -110,11 +110,11 @@ def main() -> None:
                 summary = json.loads((run / "summary.json").read_text())
                 accs.append(100 * summary["test_accuracy"])
                 t = tta(run)
+                tta_errors.setdefault(trial, []).append(t["top1_error"])
                 ttas.append(100 * (1 - t["top1_error"]))
                 evals.append(t["eval_s"])
                 if (run / "trial.json").is_file():
                     walls.append(json.loads((run / "trial.json").read_text())["wall_s"])
-            tta_errors[trial] = [1 - a / 100 for a in ttas]
             rows.append(f"| {trial} | {epochs:g} | {' '.join(TRIALS[trial]) or '(fast)'} | "
                         f"{', '.join(f'{a:.2f}' for a in accs)} | {mean_std(accs)} | "
                         f"{', '.join(f'{a:.2f}' for a in ttas)} | {mean_std(ttas)} | "

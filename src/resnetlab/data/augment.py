@@ -71,8 +71,12 @@ def random_crop(x: torch.Tensor, size: tuple[int, int], pad: int, gen: BatchRand
 
 def random_flip(x: torch.Tensor, gen: BatchRandom | torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Horizontal flip of a random half of the batch."""
-    flip = (_random(gen, x.shape[0]).rand() < p).to(x.device)
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+    return mirror(x, _random(gen, x.shape[0]).rand() < p)
+
+
+def mirror(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """The images of the batch whose `flip` (bool per image) is set, mirrored left-right."""
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
 
 
 def alternating_flip(x: torch.Tensor, first: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -80,8 +84,7 @@ def alternating_flip(x: torch.Tensor, first: torch.Tensor, epoch: int) -> torch.
     epoch e when first[i] xor (e odd), with `first` (bool per image of the batch) drawn once per run.
     Over any two consecutive epochs every image is seen both ways, where random flips leave a
     quarter of the images unmirrored (or mirrored) twice in a row."""
-    flip = (first ^ bool(epoch % 2)).to(x.device)
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+    return mirror(x, first ^ bool(epoch % 2))
 
 
 def scale_crop_flip(x: torch.Tensor, size: int, gen: BatchRandom | torch.Generator,

@@ -152,7 +152,7 @@ class BatchLoader:
             else:
                 yield b, order[b * self.batch_size:(b + 1) * self.batch_size]
 
-    def inputs(self, x: torch.Tensor, y: torch.Tensor, epoch: int, b: int, idx: torch.Tensor | None = None
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, epoch: int, b: int, idx: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `b` of `epoch` as the network sees it: uint8 images `x` and labels `y` moved to the
         device, augmented (with the batch's own generator) and normalised. `idx`: the images'
@@ -166,11 +166,7 @@ class BatchLoader:
                               self.batch_size, self.rank * local, local)
         x = x.to(self.device, non_blocking=non_blocking)
         y = y.to(self.device, non_blocking=non_blocking)
-        first = None
-        if self.first_flip is not None:
-            if idx is None:
-                raise ValueError("alt-flip needs the batch's image indices")
-            first = self.first_flip[idx]
+        first = None if self.first_flip is None else self.first_flip[idx]
         x = apply_view(x, self.view, gen, self.normalizer, self.channels_last, first, epoch)
         return (x if x.dtype == self.dtype else x.to(self.dtype)), y
 
