@@ -164,3 +164,15 @@ def test_eval_view_flip_averages_the_image_and_its_mirror(tmp_path, data_dir, ca
     assert r["top1_error"] == pytest.approx(float((p.argmax(1) != test.labels).float().mean()))
     assert main(["eval", str(out), "--data-dir", data_dir, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["eval_view"] == "none"
+
+
+def test_a_failed_many_process_seeds_run_says_to_rerun_the_command(tmp_path, data_dir, capsys, monkeypatch):
+    import subprocess
+
+    # torchrun fails at once (exit 1): the hint must not be `--resume OUT`, which refuses --seeds
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1))
+    code = main(["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir", str(data_dir),
+                 "--epochs", "1", "--seeds", "2", "--nproc", "2", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "the 2-process run stopped" in err
+    assert "run the same command again" in err and "--resume" not in err

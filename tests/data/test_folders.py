@@ -228,6 +228,27 @@ def test_archive_cache_skips_even_the_listing(tmp_path, monkeypatch):
     assert torch.equal(first.train.images, second.train.images)
 
 
+def test_open_data_lists_an_archive_once_and_a_cached_one_never(tmp_path, monkeypatch):
+    from resnetlab.data import open as data_open
+
+    write_class_folder(tmp_path / "src", {"a": 2, "b": 2})
+    archive = tar_folder(tmp_path / "src", tmp_path / "set.tar.gz", "set")
+    scans = []
+    real_scan = folders.scan_image_folder
+
+    def counting_scan(*args, **kwargs):
+        scans.append(args[0])
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(folders, "scan_image_folder", counting_scan)
+    monkeypatch.setattr(data_open, "scan_image_folder", counting_scan)
+    first = data_open.open_data(archive, data_dir=tmp_path / "c")    # --stream auto: fits, decoded, cached
+    assert len(scans) == 1
+    second = data_open.open_data(archive, data_dir=tmp_path / "c")
+    assert len(scans) == 1                                            # from the cache, not listed
+    assert torch.equal(first.train.images, second.train.images) and second.classes == ["a", "b"]
+
+
 def test_corrupt_cache_is_rebuilt(tmp_path):
     write_class_folder(tmp_path / "set", {"a": 2, "b": 2})
     first = load_dataset(tmp_path / "set", data_dir=tmp_path / "c")

@@ -155,6 +155,33 @@ def test_sync_batchnorm_is_batchnorm_without_a_process_group():
     assert torch.equal(model(x), ref(x))
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])   # CUDA's class is only built here, never run
+def test_sync_batchnorm_leaves_frozen_batchnorm_frozen(device):
+    from resnetlab import create_model
+    from resnetlab.train.distributed import SyncBatchNorm2d, convert_sync_batchnorm
+    from resnetlab.transfer import FrozenBatchNorm2d, freeze
+
+    model = create_model("resnet8")
+    freeze(model, "stages:1")
+    frozen = [n for n, m in model.named_modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert frozen
+    convert_sync_batchnorm(model, torch.device(device))
+    sync_class = torch.nn.SyncBatchNorm if device == "cuda" else SyncBatchNorm2d
+    modules = dict(model.named_modules())
+    assert all(type(modules[n]) is FrozenBatchNorm2d for n in frozen)
+    synced = [m for m in modules.values() if isinstance(m, sync_class)]
+    assert len(synced) + len(frozen) == 7 and all(m.weight.requires_grad for m in synced)
+
+
+def test_resume_hint_names_each_nodes_share(monkeypatch):
+    from resnetlab.train.distributed import Dist, launch_flags
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert launch_flags(Dist(rank=1, world_size=2)) == "--nproc 2`"
+    hint = launch_flags(Dist(rank=3, world_size=4))
+    assert hint.startswith("--nproc 2 --nnodes 2 --node-rank N --rdzv-endpoint") and "every node" in hint
+
+
 def _checkpoint_at(run, step):
     return lambda: bool((c := list_checkpoints(run)) and c[-1].step >= step)
 

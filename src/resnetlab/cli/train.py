@@ -292,11 +292,13 @@ def _relaunch_with_torchrun(args) -> int:
            "-m", "resnetlab", *_without_launch_flags(args.argv)]
     code = subprocess.run(cmd).returncode
     if code != 0:
-        out = args.resume or _out_dir(args)
         world = args.nproc * args.nnodes
-        raise ResnetlabError(f"the {world}-process run stopped (torchrun exit code {code}; the failing "
-                             f"rank is named above); resume it with `resnetlab train --resume {out} "
-                             + again)
+        stopped = (f"the {world}-process run stopped (torchrun exit code {code}; the failing rank is "
+                   "named above)")
+        if args.seeds:   # --resume takes one run folder; the same --seeds command resumes each seed
+            raise ResnetlabError(f"{stopped}; run the same command again: it resumes every unfinished seed")
+        out = args.resume or _out_dir(args)
+        raise ResnetlabError(f"{stopped}; resume it with `resnetlab train --resume {out} " + again)
     return 0
 
 

@@ -317,18 +317,24 @@ def folder_path(spec: str | Path) -> Path:
 
 
 def load_folder(spec, data_dir=None, image_size: int | None = None, split_fraction: float = 0.1,
-                seed: int = 0) -> DataSplits:
-    """A class-folder data set in memory: from the decoded-folder cache, else decoded (and cached)."""
+                seed: int = 0, index: FolderIndex | None = None,
+                cache_only: bool = False) -> DataSplits | None:
+    """A class-folder data set in memory: from the decoded-folder cache, else decoded (and cached).
+    `index`: the folder's scan, when the caller has it. `cache_only`: None when it is not cached."""
     path = folder_path(spec)
+    archive = is_archive(path)
     # An archive's key needs only a stat, so a cached archive is never even listed.
-    index = None if is_archive(path) else scan_image_folder(path, split_fraction, seed)
-    files = None if index is None else [k for k, _ in index.train + index.test]
+    if index is None and not archive:
+        index = scan_image_folder(path, split_fraction, seed)
+    files = None if archive else [k for k, _ in index.train + index.test]
     key = cache_key(path, files, image_size, split_fraction, seed)
     roots = user_roots(data_dir)
     cached = load_cache(key, roots)
     if cached is not None:
         log.info("loaded %s from the decoded-image cache", path)
         train, test, classes = cached
+    elif cache_only:
+        return None
     else:
         index = index or scan_image_folder(path, split_fraction, seed)
         train, test = decode_index(index, image_size, str(path))

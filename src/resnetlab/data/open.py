@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ResnetlabError
+from .archive import is_archive
 from .decode import fit_square
 from .folders import folder_path, load_folder, scan_image_folder
 from .known import canonical_name, load_known
@@ -62,9 +63,16 @@ def open_data(spec, data_dir=None, image_size: int | None = None,
         return load_dataset(spec, data_dir=data_dir, image_size=image_size)
     if stream == "on":
         return open_stream(spec, image_size=image_size)
-    index = scan_image_folder(folder_path(spec))
+    # A folder in the decoded cache fitted in memory when it was cached: an archive's key is a stat,
+    # where listing it means reading all of it (minutes for 60,000 JPEGs on a busy CPU).
+    path = folder_path(spec)
+    index = None if is_archive(path) else scan_image_folder(path)
+    cached = load_folder(spec, data_dir, image_size, index=index, cache_only=True)
+    if cached is not None:
+        return cached
+    index = index or scan_image_folder(path)
     if fits_in_memory(index, image_size):
-        return load_dataset(spec, data_dir=data_dir, image_size=image_size)
+        return load_folder(spec, data_dir, image_size, index=index)
     log.warning("%s does not fit in memory decoded: streaming it from disk", spec)
     return open_stream(spec, image_size=image_size)
 

@@ -51,6 +51,17 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
+def launch_flags(d: Dist) -> str:
+    """The `resnetlab train --resume` flags (and closing backquote) that launch a run of `d`'s shape
+    again: --nproc alone on one machine; on several, each node's share and its rendezvous."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", d.world_size))
+    nodes = max(1, d.world_size // max(local, 1))
+    if nodes == 1:
+        return f"--nproc {d.world_size}`"
+    return (f"--nproc {local} --nnodes {nodes} --node-rank N --rdzv-endpoint HOST:PORT` on every node, "
+            "N from 0 on the node at HOST")
+
+
 def init(device: str = "auto") -> Dist:
     """Join the process group torchrun set up, or return the single-process Dist."""
     if dist.is_available() and dist.is_initialized():
@@ -188,14 +199,18 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Every BatchNorm2d -> SyncBatchNorm: PyTorch's on CUDA, SyncBatchNorm2d elsewhere."""
-    if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    """Every BatchNorm2d -> SyncBatchNorm: PyTorch's on CUDA, SyncBatchNorm2d elsewhere.
+
+    Only the exact class: a frozen one (transfer.FrozenBatchNorm2d, a subclass) stays as it is, its
+    statistics fixed (PyTorch's own convert_sync_batchnorm would replace it and let them move).
+    """
+    sync_class = nn.SyncBatchNorm if device.type == "cuda" else SyncBatchNorm2d
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
-            sync = SyncBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                   child.track_running_stats).to(child.weight.device, child.weight.dtype)
+            sync = sync_class(child.num_features, child.eps, child.momentum, child.affine,
+                              child.track_running_stats).to(child.weight.device, child.weight.dtype)
             sync.load_state_dict(child.state_dict())
+            sync.requires_grad_(child.weight.requires_grad)
             setattr(model, name, sync)
         else:
             convert_sync_batchnorm(child, device)

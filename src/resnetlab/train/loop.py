@@ -313,8 +313,8 @@ def _loop(s: Session, progress: bool) -> None:
         d = s.d
         if d.enabled and distributed.is_peer_failure(e):
             raise ResnetlabError(f"rank {d.rank}: another process of this {d.world_size}-process run "
-                                 f"stopped ({str(e).splitlines()[0][:120]}); resume with "
-                                 f"`resnetlab train --resume {s.run.root} --nproc {d.world_size}`") from None
+                                 f"stopped ({str(e).splitlines()[0][:120]}); resume with `resnetlab "
+                                 f"train --resume {s.run.root} {distributed.launch_flags(d)}") from None
         raise
     finally:
         bar.close()
