@@ -147,6 +147,7 @@ def test_experiments_share_runs_and_refuse_a_different_budget(spec, monkeypatch)
     depth.run(spec, depths=[8, 14])
     results = json.loads((spec.out / "results.json").read_text())
     assert set(results) == {"degradation", "depth"}
+    assert results["depth"]["figures"] == ["depth.png"] and png(spec.out / "depth.png")
     params = [results[e]["models"]["resnet14"]["params"] for e in ("depth", "degradation")]
     assert params[0] == params[1]
     other = ExperimentSpec(**{**spec.__dict__, "iterations": 24})

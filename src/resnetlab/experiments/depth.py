@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ..viz.curves import plot_depth
 from .common import (
     ExperimentSpec,
     is_cifar10,
@@ -23,6 +24,8 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
     data = load_data(spec)
     curves = {d: train_seeds(spec, f"resnet{d}", data=data) for d in depths}
     other = not is_cifar10(data)
+    fig = "depth.png"
+    plot_depth(curves, depths, spec.out / fig, title=f"{spec.data_label}, budget {spec.budget}")
     head = (f"| model | params | train error | test error ({spec.data_label}) | best test error | "
             "paper CIFAR-10 error |")
     rows = [head, "|---|---|---|---|---|---|"]
@@ -49,4 +52,4 @@ def run(spec: ExperimentSpec, depths: list[int] | None = None) -> dict:
             steps.setdefault(f"resnet{b}-resnet{a}", {})[what] = diff.to_dict()
     return write_results(spec, "depth", {"depths": depths, "models": models, "differences": steps,
                                          "paper_resnet_cifar10_error": PAPER_RESNET_ERROR},
-                         table, v, [], started)
+                         table, v, [fig], started)

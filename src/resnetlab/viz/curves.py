@@ -38,43 +38,60 @@ def _band(ax, xs, ys, style: str, color: str, lw: float, alpha: float = 0.15, **
     return hi
 
 
-def plot_degradation(curves: dict, depths: list[int], path: Path, title: str = "") -> Path:
-    """Fig. 6 style: training error dashed, test error solid, against iterations; plain nets left,
-    ResNets right, one colour per depth, shared y axis. `curves` maps plain20 / resnet56 / ... to
-    experiments.common.Seeds: each line is the mean over seeds, its band the min-max. Where the runs
-    measured an un-augmented training sample, its error is marked (x) at each evaluation."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+def _error_panel(ax, seeds: dict[str, list], title: str) -> tuple[float, int]:
+    """One panel of Fig. 6: for each label -> runs (experiments.common.RunCurves over seeds), the
+    training error dashed, the test error solid, the un-augmented sample's error (x) where measured;
+    mean over seeds as a line, min-max as a band. Returns (the y value worth showing, seeds)."""
     top, n = 0.0, 1
-    for ax, kind, name in zip(axes, ("plain", "resnet"), ("plain", "ResNet"), strict=True):
-        for i, d in enumerate(depths):
-            runs = curves[f"{kind}{d}"].runs
-            n = len(runs)
-            color = _COLORS[i % len(_COLORS)]
-            sampled = all(r.sample_error for r in runs)
-            # The running error's band is faint where the verdicts use the sample's.
-            train_hi = _band(ax, [r.steps for r in runs], [r.train_error for r in runs], "--", color, 1.0,
-                             alpha=0.07 if sampled else 0.15)
-            few = len(runs[0].eval_steps) <= 12   # a short run evaluates a few times: mark them
-            test_hi = _band(ax, [r.eval_steps for r in runs], [r.test_error for r in runs], "-", color, 2,
-                            label=f"{name}-{d}", marker="o" if few else None, ms=4)
-            if sampled:
-                _band(ax, [r.eval_steps for r in runs], [r.sample_error for r in runs], "x:", color, 1, ms=6)
-            # Scale the y axis to the later part of training, not the first random-guess steps.
-            later = test_hi[len(test_hi) // 4:] + train_hi[len(train_hi) // 4:]
-            top = max(top, 100 * max(later, default=0))
-        ax.set_xlabel("iterations")
-        ax.set_title("plain nets" if kind == "plain" else "ResNets")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right")
+    for i, (name, runs) in enumerate(seeds.items()):
+        n = len(runs)
+        color = _COLORS[i % len(_COLORS)]
+        sampled = all(r.sample_error for r in runs)
+        # The running error's band is faint where the verdicts use the sample's.
+        train_hi = _band(ax, [r.steps for r in runs], [r.train_error for r in runs], "--", color, 1.0,
+                         alpha=0.07 if sampled else 0.15)
+        few = len(runs[0].eval_steps) <= 12   # a short run evaluates a few times: mark them
+        test_hi = _band(ax, [r.eval_steps for r in runs], [r.test_error for r in runs], "-", color, 2,
+                        label=name, marker="o" if few else None, ms=4)
+        if sampled:
+            _band(ax, [r.eval_steps for r in runs], [r.sample_error for r in runs], "x:", color, 1, ms=6)
+        # Scale the y axis to the later part of training, not the first random-guess steps.
+        later = test_hi[len(test_hi) // 4:] + train_hi[len(train_hi) // 4:]
+        top = max(top, 100 * max(later, default=0))
+    ax.set_xlabel("iterations")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    return top, n
+
+
+def _finish(fig, axes, top: float, n: int, title: str, path: Path) -> Path:
     axes[0].set_ylabel("error (%)")
     axes[0].set_ylim(0, min(100, top * 1.3))
     spread = f"mean of {n} seeds, band min-max" if n > 1 else "one seed"
-    fig.suptitle(f"Training error: dashed (augmented batches), x (un-augmented sample); test error: solid. "
+    fig.suptitle(f"Training error: dashed (augmented batches), x (un-augmented sample); test error: solid.\n"
                  f"{spread}. {title}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_degradation(curves: dict, depths: list[int], path: Path, title: str = "") -> Path:
+    """Fig. 6 style: plain nets left, ResNets right, one colour per depth, shared y axis. `curves`
+    maps plain20 / resnet56 / ... to experiments.common.Seeds."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    panels = [_error_panel(ax, {f"{name}-{d}": curves[f"{kind}{d}"].runs for d in depths}, heading)
+              for ax, kind, name, heading in zip(axes, ("plain", "resnet"), ("plain", "ResNet"),
+                                                 ("plain nets", "ResNets"), strict=True)]
+    return _finish(fig, axes, max(t for t, _ in panels), panels[-1][1], title, path)
+
+
+def plot_depth(curves: dict, depths: list[int], path: Path, title: str = "") -> Path:
+    """Fig. 6 (right) alone: the ResNets of each depth (`curves` maps resnet20 / ... to Seeds)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    top, n = _error_panel(ax, {f"ResNet-{d}": curves[d].runs for d in depths}, "ResNets")
+    return _finish(fig, [ax], top, n, title, path)
 
 
 def plot_responses(stds: dict[str, list[float]], path: Path, title: str = "") -> Path:
