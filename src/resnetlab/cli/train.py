@@ -281,13 +281,13 @@ def _relaunch_with_torchrun(args) -> int:
     import subprocess
     import sys
 
+    from ..train.distributed import resume_flags
+
     if args.nnodes > 1:
         where = ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank), "--rdzv-backend", "c10d",
                  "--rdzv-endpoint", args.rdzv_endpoint, "--rdzv-id", "resnetlab"]
-        again = (f"--nproc {args.nproc} --nnodes {args.nnodes} --node-rank N --rdzv-endpoint "
-                 f"{args.rdzv_endpoint}` on every node")
     else:
-        where, again = ["--standalone"], f"--nproc {args.nproc}`"
+        where = ["--standalone"]
     cmd = [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={args.nproc}",
            "-m", "resnetlab", *_without_launch_flags(args.argv)]
     code = subprocess.run(cmd).returncode
@@ -298,7 +298,8 @@ def _relaunch_with_torchrun(args) -> int:
         if args.seeds:   # --resume takes one run folder; the same --seeds command resumes each seed
             raise ResnetlabError(f"{stopped}; run the same command again: it resumes every unfinished seed")
         out = args.resume or _out_dir(args)
-        raise ResnetlabError(f"{stopped}; resume it with `resnetlab train --resume {out} " + again)
+        raise ResnetlabError(f"{stopped}; resume it with `resnetlab train --resume {out} "
+                             + resume_flags(args.nproc, args.nnodes, args.rdzv_endpoint))
     return 0
 
 

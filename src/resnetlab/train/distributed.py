@@ -51,15 +51,18 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
+def resume_flags(nproc: int, nnodes: int = 1, endpoint: str = "HOST:PORT") -> str:
+    """The launch flags of `resnetlab train --resume` (and its closing backquote) for a run of
+    `nproc` processes on each of `nnodes` machines."""
+    if nnodes == 1:
+        return f"--nproc {nproc}`"
+    return f"--nproc {nproc} --nnodes {nnodes} --node-rank N --rdzv-endpoint {endpoint}` on every node"
+
+
 def launch_flags(d: Dist) -> str:
-    """The `resnetlab train --resume` flags (and closing backquote) that launch a run of `d`'s shape
-    again: --nproc alone on one machine; on several, each node's share and its rendezvous."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", d.world_size))
-    nodes = max(1, d.world_size // max(local, 1))
-    if nodes == 1:
-        return f"--nproc {d.world_size}`"
-    return (f"--nproc {local} --nnodes {nodes} --node-rank N --rdzv-endpoint HOST:PORT` on every node, "
-            "N from 0 on the node at HOST")
+    """resume_flags for the run `d` belongs to (torchrun names each node's share)."""
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", d.world_size)))
+    return resume_flags(local, max(1, d.world_size // local))
 
 
 def init(device: str = "auto") -> Dist:
