@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 # The engine is fixed (fp32 + channels_last, the fastest on the slowest CPU met): the same arithmetic
 # on every machine, and no probe time.
 # The depth verdicts of the committed longer runs, which the demo quotes after its own.
-FULL_DEPTH := docs/results/cifar10-seeds-e10/depth.md docs/results/fmnist-seeds-e4/depth-20-56-5seeds.md
+FULL_DEPTH := docs/results/cifar10-seeds-e10/depth.md docs/results/fmnist-seeds-e12/depth.md \
+              docs/results/fmnist-seeds-e4/depth-20-56-5seeds.md
 demo: $(STAMP)
 	$(VENV)/bin/resnetlab data list | grep -Eq '^fashion-mnist +found' || $(MAKE) fashion-mnist
 	$(VENV)/bin/resnetlab reproduce degradation --data fashion-mnist --budget quick --jobs 2 \
