@@ -35,6 +35,7 @@ TRIALS: dict[str, list[str]] = {
     "lr0.4": ["--lr", "0.4"],
     "lr0.1": ["--lr", "0.1"],
     "wd1e-3": ["--weight-decay", "1e-3"],
+    "wd2.5e-4": ["--weight-decay", "2.5e-4"],
     "bs256": ["--batch-size", "256", "--lr", "0.4"],
     "bs64": ["--batch-size", "64", "--lr", "0.1"],
     "ls0": ["--label-smoothing", "0"],
