@@ -41,6 +41,7 @@ TRIALS: dict[str, list[str]] = {
     "ls0": ["--label-smoothing", "0"],
     "ls0.2": ["--label-smoothing", "0.2"],
     "warmup0.3": ["--warmup", "0.3"],
+    "pad1": ["--augment", "pad-crop-flip", "--pad", "1"],
     "pad2": ["--augment", "pad-crop-flip", "--pad", "2"],
     "altflip": ["--augment", "alt-flip"],
 }
