@@ -44,6 +44,11 @@ TRIALS: dict[str, list[str]] = {
     "pad1": ["--augment", "pad-crop-flip", "--pad", "1"],
     "pad2": ["--augment", "pad-crop-flip", "--pad", "2"],
     "altflip": ["--augment", "alt-flip"],
+    "cosine": ["--schedule", "cosine"],
+    "bn-wd0+wd2.5e-4": ["--bn-weight-decay", "0", "--weight-decay", "2.5e-4"],
+    "fp32": ["--precision", "fp32", "--channels-last", "on", "--compile", "off"],
+    "lookahead": ["--lookahead", "0.774"],
+    "warmup0.05": ["--warmup", "0.05"],
 }
 
 

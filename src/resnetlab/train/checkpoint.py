@@ -3,6 +3,7 @@
 A checkpoint is a directory `checkpoints/step-00001234/` holding
   model.safetensors   the weights (torchvision-style names)
   ema.safetensors     a run with --ema only: the averaged weights and buffers (the same names)
+  lookahead.safetensors  a run with --lookahead only: its slow weights and buffers (the same names)
   optim.safetensors   optimiser buffers and RNG states
   state.json          step, optimiser hyper-parameters, schedule and loop state (+ "ema_updates")
 It is written as `step-00001234.tmp/` and renamed into place once complete, so a process killed at
@@ -30,6 +31,7 @@ CHECKPOINTS = "checkpoints"
 WEIGHTS = "model.safetensors"   # also the name of a run's final weights (resnetlab.run)
 OPTIM = "optim.safetensors"
 EMA = "ema.safetensors"         # the weight average of a run with --ema (train/ema.py)
+LOOKAHEAD = "lookahead.safetensors"   # the slow weights of a run with --lookahead (train/lookahead.py)
 STATE = "state.json"
 
 
@@ -202,9 +204,11 @@ def restore_rng(tensors: dict[str, torch.Tensor], rank: int = 0) -> None:
 
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, state: dict, keep: int = 2,
-                    rng_states: list[torch.Tensor] | None = None, ema: AveragedModel | None = None) -> Path:
+                    rng_states: list[torch.Tensor] | None = None, ema: AveragedModel | None = None,
+                    lookahead: dict[str, torch.Tensor] | None = None) -> Path:
     """Write checkpoints/step-XXXXXXXX atomically; keep the newest `keep` complete ones. `ema`: the
-    run's weight average, saved beside the raw weights with its update count."""
+    run's weight average, saved beside the raw weights with its update count; `lookahead`: the slow
+    weights of a --lookahead run."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
@@ -218,6 +222,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     if ema is not None:
         save_file(state_tensors(ema.module), str(tmp / EMA))
         state = {**state, "ema_updates": int(ema.n_averaged)}
+    if lookahead is not None:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in lookahead.items()}, str(tmp / LOOKAHEAD))
     (tmp / STATE).write_text(json.dumps({"step": step, "optimizer": opt_meta, **state}, indent=2))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
@@ -243,6 +249,16 @@ def restore_ema(ema: AveragedModel, ckpt: Checkpoint) -> None:
                              "written without it; delete that step folder to resume from an older one")
     load_weights_into(ema.module, read_weights(path), str(path))
     ema.n_averaged.fill_(int(ckpt.state["ema_updates"]))
+
+
+def lookahead_tensors(ckpt: Checkpoint) -> dict[str, torch.Tensor]:
+    """The slow weights saved in `ckpt`; one clear error when the checkpoint lacks them."""
+    path = ckpt.path / LOOKAHEAD
+    if not path.is_file():
+        raise ResnetlabError(f"{ckpt.path} has no {LOOKAHEAD}, but this run uses --lookahead: the "
+                             "checkpoint is damaged or was written without it; delete that step folder "
+                             "to resume from an older one")
+    return read_weights(path)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:

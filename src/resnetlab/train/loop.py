@@ -8,7 +8,8 @@ One run = one folder (`resnetlab.run`): config.json, preprocess.safetensors, met
 checkpoints/, and at the end model.safetensors + summary.json. On CPU a resumed run is
 bit-identical to an uninterrupted one, because data order and augmentation are functions of
 (seed, epoch, batch) and every piece of state that changes during training (weights, optimiser
-buffers, RNG, schedule state, metric windows, the weight average of --ema) is in the checkpoint.
+buffers, RNG, schedule state, metric windows, the weight average of --ema, the slow weights of
+--lookahead) is in the checkpoint.
 
 The loop (`_loop`) is four named steps: `_train_step`, `_log_train`, `_evaluate`, `_checkpoint`;
 `_set_up` builds what they share (a `Session`) for a new run or a resumed one.
@@ -40,6 +41,7 @@ from ..transfer import classifier_heads, freeze, initialize, load_source
 from . import distributed
 from .checkpoint import (
     load_weights_into,
+    lookahead_tensors,
     optimizer_from_tensors,
     restore_ema,
     restore_rng,
@@ -51,6 +53,7 @@ from .distributed import Dist
 from .ema import WeightEMA
 from .engine import Engine, choose_engine, machine_id, resolve_device
 from .evaluate import evaluate
+from .lookahead import Lookahead
 from .metrics import MetricsLog, tensorboard_writer
 from .recipe import Recipe, Schedule
 
@@ -141,6 +144,7 @@ class Session:
     step: int = 0
     window: dict | None = None
     ema: WeightEMA | None = None   # --ema: the weight average, updated after every step
+    lookahead: Lookahead | None = None   # --lookahead: the slow weights, synced every few steps
 
     @property
     def recipe(self) -> Recipe:
@@ -224,6 +228,7 @@ def _set_up(cfg: TrainConfig, run: Run, record: RunRecord | None, d: Dist, data:
                                 weight_decay=recipe.weight_decay)
     # A copy of the model as placed (device, dtype, SyncBN), before DDP wraps it.
     ema = WeightEMA(model, recipe.ema) if recipe.ema else None
+    lookahead = Lookahead(model, recipe.lookahead, recipe.lookahead_steps) if recipe.lookahead else None
     warm = bool(recipe.warmup_lr) and model_depth(model) >= recipe.warmup_min_depth
     schedule = Schedule(recipe, total_steps, state={"warm": warm})
     log = MetricsLog(run.metrics_file)
@@ -237,6 +242,8 @@ def _set_up(cfg: TrainConfig, run: Run, record: RunRecord | None, d: Dist, data:
             restore_rng(opt_t, d.rank)
             if ema is not None:
                 restore_ema(ema, ckpt)
+            if lookahead is not None:
+                lookahead.load(lookahead_tensors(ckpt), str(ckpt.path))
             schedule.state = ckpt.state["schedule"]
             window = ckpt.state["window"]
             step = ckpt.step
@@ -277,7 +284,8 @@ def _set_up(cfg: TrainConfig, run: Run, record: RunRecord | None, d: Dist, data:
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if d.enabled else model
     forward = torch.compile(net) if engine.compile else net
     return Session(cfg, run, d, record, model, forward, optimizer, schedule, engine, train_loader,
-                   eval_loaders, num_classes, steps_per_epoch, total_steps, log, t_start, step, window, ema)
+                   eval_loaders, num_classes, steps_per_epoch, total_steps, log, t_start, step, window, ema,
+                   lookahead)
 
 
 def _loop(s: Session, progress: bool) -> None:
@@ -332,6 +340,8 @@ def _train_step(s: Session, x: torch.Tensor, y: torch.Tensor, t_batch: float) ->
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     s.optimizer.step()
+    if s.lookahead is not None:
+        s.lookahead.after_step(s.model, s.step + 1, s.total_steps)
     if s.ema is not None:
         s.ema.update_parameters(s.model)
     # One sync per step (summed over ranks): the metrics and the NaN guard, the same decision on
@@ -387,7 +397,8 @@ def _checkpoint(s: Session) -> None:
     if s.d.is_main:
         save_checkpoint(s.run.root, s.step, s.model, s.optimizer,
                         {"epoch": s.step / s.steps_per_epoch, "schedule": s.schedule.state,
-                         "window": s.window}, rng_states=rngs, ema=s.ema)
+                         "window": s.window}, rng_states=rngs, ema=s.ema,
+                        lookahead=s.lookahead.slow if s.lookahead is not None else None)
 
 
 def _finish(s: Session) -> dict:

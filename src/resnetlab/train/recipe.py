@@ -45,6 +45,10 @@ class Recipe:
     label_smoothing: float = _field(0.0, "label smoothing of the cross-entropy (0: none)")
     ema: float = _field(0.0, "exponential moving average of the weights, its decay per step (0: off); "
                         "evaluations and the saved weights use the average")
+    lookahead: float = _field(0.0, "Lookahead as in airbench: every --lookahead-steps steps the weights "
+                              "jump to a slow copy pulled toward them, with a decay of this value x "
+                              "(step/steps)^3; the run ends on the slow copy (0: off; airbench: 0.774)")
+    lookahead_steps: int = _field(5, "steps between Lookahead syncs")
     # learning-rate schedule
     schedule: str = _field("step", "learning-rate schedule", SCHEDULES)
     milestones: tuple[float, ...] = _field((0.5, 0.75), "step schedule: fractions of the run where "
@@ -93,6 +97,10 @@ class Recipe:
                 raise ResnetlabError(f"--{flag} must be positive, got {getattr(self, name)}")
         if not 0 <= self.ema < 1:
             raise ResnetlabError(f"--ema is a decay in [0, 1) (0: off), got {self.ema}")
+        if not 0 <= self.lookahead < 1:
+            raise ResnetlabError(f"--lookahead is a decay in [0, 1) (0: off), got {self.lookahead}")
+        if self.lookahead_steps < 1:
+            raise ResnetlabError(f"--lookahead-steps must be at least 1, got {self.lookahead_steps}")
         if self.bn_weight_decay is not None and self.bn_weight_decay < 0:
             raise ResnetlabError(f"--bn-weight-decay must be 0 or more, got {self.bn_weight_decay}")
         if any(not 0 < m < 1 for m in self.milestones):
