@@ -81,9 +81,14 @@ def write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+def cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Named tensors as contiguous CPU tensors, the form safetensors stores."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+
+
 def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A module's state dict as contiguous CPU tensors, the form safetensors stores."""
-    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    """A module's state dict in the form safetensors stores."""
+    return cpu_tensors(module.state_dict())
 
 
 def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict | None = None) -> None:
@@ -223,7 +228,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
         save_file(state_tensors(ema.module), str(tmp / EMA))
         state = {**state, "ema_updates": int(ema.n_averaged)}
     if lookahead is not None:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in lookahead.items()}, str(tmp / LOOKAHEAD))
+        save_file(cpu_tensors(lookahead), str(tmp / LOOKAHEAD))
     (tmp / STATE).write_text(json.dumps({"step": step, "optimizer": opt_meta, **state}, indent=2))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
